@@ -1,0 +1,156 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// ErrHelp is returned by Load when --help was asked for; the caller prints
+// Usage and exits 0.
+var ErrHelp = pflag.ErrHelp
+
+// FlagSet returns the flags of every key (named like the key, e.g.
+// --upstream.url) plus --config. Flags it does not know stop parsing with an
+// error.
+func FlagSet(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.Usage = func() {}
+	fs.String("config", "", "YAML configuration file")
+	for _, k := range Keys {
+		help := k.Help + " (env " + k.EnvName() + ")"
+		switch d := k.Default.(type) {
+		case string:
+			fs.String(k.Name, d, help)
+		case bool:
+			fs.Bool(k.Name, d, help)
+		case int:
+			fs.Int(k.Name, d, help)
+		case time.Duration:
+			fs.Duration(k.Name, d, help)
+		case []string:
+			fs.StringSlice(k.Name, d, help)
+		default:
+			panic(fmt.Sprintf("config: key %s has a default of unsupported type %T", k.Name, d))
+		}
+	}
+	return fs
+}
+
+// Usage writes the flags with their defaults to w.
+func Usage(w io.Writer, name string) {
+	fs := FlagSet(name)
+	fmt.Fprintf(w, "Usage: %s [command] [flags]\n\n", name)
+	fmt.Fprintf(w, "Commands:\n")
+	fmt.Fprintf(w, "  (none)        run the proxy\n")
+	fmt.Fprintf(w, "  demo          run a self-contained demo (embedded Redis and stand-in Rocket.Chat)\n")
+	fmt.Fprintf(w, "  mirror        copy Rocket.Chat's sessions and login tokens from MongoDB into Redis\n")
+	fmt.Fprintf(w, "  check-config  validate the configuration, print it with secrets redacted\n")
+	fmt.Fprintf(w, "  version       print the version\n\n")
+	fmt.Fprintf(w, "Flags (precedence: defaults < --config file < SESSIONGATE_* environment < flags):\n")
+	fmt.Fprint(w, fs.FlagUsages())
+}
+
+// Load builds the configuration from args (without the program name and
+// subcommand) and environ (KEY=value pairs, as os.Environ returns). It
+// returns ErrHelp for -h/--help, and otherwise every problem at once, each
+// naming the key and the value.
+//
+// Environment variables that start with SESSIONGATE_ but name no key are
+// ignored rather than refused: Kubernetes injects SESSIONGATE_PORT and the
+// like for a Service called sessiongate.
+func Load(args, environ []string) (*Config, error) {
+	fs := FlagSet("sessiongate")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, fmt.Errorf("flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	v := viper.New()
+	for _, k := range Keys {
+		v.SetDefault(k.Name, k.Default)
+	}
+
+	if path, _ := fs.GetString("config"); path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		v.SetConfigType("yaml")
+		err = v.ReadConfig(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+
+	env := envValues(environ)
+	if len(env) > 0 {
+		if err := v.MergeConfigMap(env); err != nil {
+			return nil, fmt.Errorf("environment: %w", err)
+		}
+	}
+
+	for _, k := range Keys {
+		if f := fs.Lookup(k.Name); f != nil && f.Changed {
+			if err := v.BindPFlag(k.Name, f); err != nil {
+				return nil, fmt.Errorf("flag --%s: %w", k.Name, err)
+			}
+		}
+	}
+
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// envValues turns the SESSIONGATE_* variables that name a key into a nested
+// map for viper's config layer, above the file and below flags.
+func envValues(environ []string) map[string]any {
+	byEnv := make(map[string]string, len(Keys))
+	for _, k := range Keys {
+		byEnv[k.EnvName()] = k.Name
+	}
+	out := map[string]any{}
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key, known := byEnv[name]
+		if !known {
+			continue
+		}
+		setNested(out, strings.Split(key, "."), value)
+	}
+	return out
+}
+
+func setNested(m map[string]any, path []string, value any) {
+	for _, p := range path[:len(path)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = value
+}

@@ -1,0 +1,205 @@
+// Command sessiongate is a reverse-proxy sidecar for Rocket.Chat: it answers
+// GET /api/v1/sessions/info from Redis and forwards everything else to the
+// Rocket.Chat server unchanged. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/proxy"
+	"github.com/sessiongate/sessiongate/redisstore"
+	"github.com/sessiongate/sessiongate/sessions"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1 // a runtime failure
+	exitConfig = 2 // bad configuration or a listen address that cannot be bound
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit status.
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintf(stdout, "sessiongate %s\n", version)
+		return exitOK
+	case "", "check-config":
+	default:
+		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate --help)\n", cmd)
+		return exitConfig
+	}
+
+	cfg, err := config.Load(args, environ)
+	if errors.Is(err, config.ErrHelp) {
+		config.Usage(stdout, "sessiongate")
+		return exitOK
+	}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "sessiongate: %s\n", line)
+		}
+		return exitConfig
+	}
+
+	log, err := newLogger(&cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+	defer log.Sync()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serve(ctx, cfg, log, stderr)
+}
+
+// serve runs the proxy and the admin listener until ctx ends, then drains:
+// readiness off, shutdown.delay of continued service, then the listener
+// closes and in-flight work gets shutdown.timeout.
+func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.Writer) int {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	rdb, err := redisstore.NewClient(&cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+	defer rdb.Close()
+	store := redisstore.New(rdb, cfg.Redis.KeyPrefix)
+
+	var routes []proxy.Route
+	if cfg.Route.Enabled {
+		h, err := sessions.New(sessions.Options{
+			Store:            store,
+			OnError:          cfg.Redis.OnError,
+			UnauthorizedBody: cfg.Route.UnauthorizedBody,
+			Log:              log,
+			Registerer:       reg,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+			return exitConfig
+		}
+		routes = append(routes, proxy.Route{Method: "GET", Path: "/api/v1/sessions/info", Class: "sessions_info", Serve: h.Serve})
+	}
+
+	p, err := proxy.New(cfg, log, reg, routes...)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: listen: %q: %v\n", cfg.Listen, err)
+		return exitConfig
+	}
+	var admin *proxy.Admin
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "sessiongate: admin.listen: %q: %v\n", cfg.Admin.Listen, err)
+			return exitConfig
+		}
+		admin = proxy.NewAdmin(log, reg, map[string]func(context.Context) error{"redis": store.Ping})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Serve(ln) })
+	if admin != nil {
+		g.Go(func() error { return admin.Serve(adminLn) })
+		admin.SetReady(true)
+	}
+	log.Info("serving",
+		zap.String("version", version),
+		zap.String("listen", ln.Addr().String()),
+		zap.String("admin", addrOf(adminLn)),
+		zap.String("upstream", cfg.Upstream.URL),
+	)
+
+	g.Go(func() error {
+		<-gctx.Done()
+		if admin != nil {
+			admin.SetReady(false)
+		}
+		if ctx.Err() != nil { // a signal, not a failed server: drain politely
+			log.Info("shutting down", zap.Duration("delay", cfg.Shutdown.Delay), zap.Duration("timeout", cfg.Shutdown.Timeout))
+			time.Sleep(cfg.Shutdown.Delay)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout)
+		defer cancel()
+		err := p.Shutdown(sctx)
+		if admin != nil {
+			admin.Shutdown(sctx)
+		}
+		if err != nil {
+			log.Warn("shutdown deadline passed", zap.Error(err))
+		}
+		return nil
+	})
+
+	if err := g.Wait(); err != nil {
+		log.Error("server failed", zap.Error(err))
+		return exitFailed
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// newLogger builds the process logger from cfg: JSON or console on w.
+func newLogger(cfg *config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %q: %w", cfg.Level, err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder
+	var enc zapcore.Encoder
+	if cfg.Format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core), nil
+}

@@ -1,0 +1,170 @@
+// Package proxy is sessiongate's client-facing fasthttp server: the route
+// table, forwarding to the upstream Rocket.Chat server with streamed bodies,
+// WebSocket tunnels, the client-address headers and the access log.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/config"
+)
+
+// Route is one intercepted request: Method and Path must both match the raw
+// request line exactly (the path before '?', byte for byte, no decoding or
+// cleaning), so every variant a client may send is forwarded untouched.
+type Route struct {
+	// Method is e.g. "GET".
+	Method string
+	// Path is the raw path, e.g. "/api/v1/sessions/info".
+	Path string
+	// Class labels the route in metrics and access logs.
+	Class string
+	// Serve answers the request and returns true, or returns false without
+	// touching the response to have the request forwarded upstream as if
+	// the route did not exist. It must not keep ctx or its byte slices.
+	Serve func(ctx *fasthttp.RequestCtx) bool
+}
+
+// Request classes used in metrics and logs.
+const (
+	ClassForward   = "forward"
+	ClassWebSocket = "websocket"
+)
+
+// Proxy serves clients. Build it with New, run it with Serve, stop it with
+// Shutdown; all methods are safe for concurrent use.
+type Proxy struct {
+	cfg     config.Config
+	log     *zap.Logger
+	access  *zap.Logger
+	routes  []Route
+	trusted []netip.Prefix
+	server  *fasthttp.Server
+	fwd     *forwarder
+	tunnels *tunnels
+	metrics *metrics
+}
+
+// New builds a proxy from cfg. Metrics are registered on reg; log is used
+// for the proxy's own messages ("proxy") and access lines ("access").
+func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes ...Route) (*Proxy, error) {
+	p := &Proxy{
+		cfg:    *cfg,
+		log:    log.Named("proxy"),
+		routes: routes,
+	}
+	if cfg.Log.Access {
+		p.access = log.Named("access")
+	}
+	for _, s := range cfg.Proxy.TrustedProxies {
+		pfx, err := config.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.trusted_proxies: %q: %w", s, err)
+		}
+		p.trusted = append(p.trusted, pfx)
+	}
+	classes := []string{ClassForward, ClassWebSocket}
+	for _, r := range routes {
+		classes = append(classes, r.Class)
+	}
+	var err error
+	if p.metrics, err = newMetrics(reg, classes); err != nil {
+		return nil, err
+	}
+	if p.fwd, err = newForwarder(&cfg.Upstream, p.log, p.metrics); err != nil {
+		return nil, err
+	}
+	p.tunnels = newTunnels(&cfg.Upstream, p.fwd.upstream, p.log, p.metrics)
+	p.server = p.newServer()
+	return p, nil
+}
+
+// Handler returns the request handler, for in-process tests and benchmarks.
+func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
+
+// Serve accepts clients on ln until Shutdown. It returns nil after a
+// Shutdown.
+func (p *Proxy) Serve(ln net.Listener) error {
+	return p.server.Serve(ln)
+}
+
+// Shutdown stops accepting, lets in-flight requests finish, then closes the
+// WebSocket tunnels gradually, all within ctx's deadline. Requests still
+// running at the deadline are cut.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	err := p.server.ShutdownWithContext(ctx)
+	if terr := p.tunnels.closeAll(ctx); err == nil {
+		err = terr
+	}
+	p.fwd.close()
+	return err
+}
+
+// OpenTunnels returns how many WebSocket tunnels are open.
+func (p *Proxy) OpenTunnels() int { return p.tunnels.count() }
+
+func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	class := ClassForward
+	switch {
+	case isWebSocketUpgrade(&ctx.Request.Header):
+		class = ClassWebSocket
+		p.tunnels.serve(ctx, p.setClientAddr)
+	default:
+		if r := p.match(ctx); r != nil && r.Serve(ctx) {
+			class = r.Class
+			break
+		}
+		p.setClientAddr(ctx)
+		p.fwd.serve(ctx)
+	}
+	status := ctx.Response.StatusCode()
+	elapsed := time.Since(start)
+	p.metrics.observe(class, status, elapsed)
+	if p.access != nil {
+		p.logAccess(ctx, class, status, elapsed)
+	}
+}
+
+// match returns the route for the raw method and path, or nil.
+func (p *Proxy) match(ctx *fasthttp.RequestCtx) *Route {
+	method := ctx.Request.Header.Method()
+	path := ctx.Request.Header.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	for i := range p.routes {
+		r := &p.routes[i]
+		if string(method) == r.Method && string(path) == r.Path {
+			return r
+		}
+	}
+	return nil
+}
+
+// logAccess writes one access line. The query string is left out: Rocket.Chat
+// clients put credentials there (rc_token on file downloads). Headers are
+// never logged.
+func (p *Proxy) logAccess(ctx *fasthttp.RequestCtx, class string, status int, elapsed time.Duration) {
+	uri := ctx.Request.Header.RequestURI()
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	p.access.Info("request",
+		zap.ByteString("method", ctx.Request.Header.Method()),
+		zap.ByteString("path", uri),
+		zap.String("class", class),
+		zap.Int("status", status),
+		zap.Duration("duration", elapsed),
+		zap.String("client", ctx.RemoteIP().String()),
+	)
+}

@@ -1,0 +1,43 @@
+// Package redisstore is the only package that talks to Redis through
+// go-redis: it owns the key layout of the data contract (SPEC §3), the
+// client for each topology, and the route's one-round-trip lookup.
+package redisstore
+
+// Keys builds the data-contract keys (version 1) for one key prefix. The
+// user id sits in a hash tag so a user's token and session keys share one
+// Redis Cluster slot and can be fetched in one round trip.
+//
+// Callers must reject ids containing '{' or '}' before building keys (the
+// proxy does, SPEC §1): a brace would move the hash tag.
+type Keys struct {
+	// Prefix starts every key, e.g. "rc:".
+	Prefix string
+}
+
+// TokenKey is <prefix>{<userID>}:token:<hashedToken>.
+func (k Keys) TokenKey(userID, hashedToken string) string {
+	return k.Prefix + "{" + userID + "}:token:" + hashedToken
+}
+
+// SessionKey is <prefix>{<userID>}:session:<sessionID>.
+func (k Keys) SessionKey(userID, sessionID string) string {
+	return k.Prefix + "{" + userID + "}:session:" + sessionID
+}
+
+// AppendTokenKey appends TokenKey to dst without allocating when dst has room.
+func (k Keys) AppendTokenKey(dst []byte, userID, hashedToken []byte) []byte {
+	dst = append(dst, k.Prefix...)
+	dst = append(dst, '{')
+	dst = append(dst, userID...)
+	dst = append(dst, "}:token:"...)
+	return append(dst, hashedToken...)
+}
+
+// AppendSessionKey appends SessionKey to dst without allocating when dst has room.
+func (k Keys) AppendSessionKey(dst []byte, userID, sessionID []byte) []byte {
+	dst = append(dst, k.Prefix...)
+	dst = append(dst, '{')
+	dst = append(dst, userID...)
+	dst = append(dst, "}:session:"...)
+	return append(dst, sessionID...)
+}
