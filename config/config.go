@@ -132,6 +132,9 @@ type Route struct {
 type Admin struct {
 	// Listen is the admin address; empty disables it. Default ":9090".
 	Listen string `mapstructure:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener, for profiling under load. Default false.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures logging.

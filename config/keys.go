@@ -62,6 +62,7 @@ var Keys = []Key{
 	{"route.unauthorized_body", "classic", "401 body: classic (documented) or extended (Rocket.Chat 7.4+)", false},
 
 	{"admin.listen", ":9090", "probes and metrics address (empty: disabled)", false},
+	{"admin.pprof", false, "serve /debug/pprof/ on the admin listener", false},
 
 	{"log.level", "info", "debug, info, warn or error", false},
 	{"log.format", "json", "json or console", false},

@@ -111,6 +111,18 @@ func Load(args, environ []string) (*Config, error) {
 		}
 	}
 
+	// Name unknown keys in full, one per line, before viper reports them
+	// as "'upstream' has invalid keys: urll".
+	var unknown []error
+	for _, name := range v.AllKeys() {
+		if _, ok := LookupKey(name); !ok {
+			unknown = append(unknown, fmt.Errorf("%s: unknown key", name))
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, errors.Join(unknown...)
+	}
+
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -138,7 +150,11 @@ func envValues(environ []string) map[string]any {
 		if !known {
 			continue
 		}
-		setNested(out, strings.Split(key, "."), value)
+		var v any = value
+		if k, _ := LookupKey(key); isList(k) {
+			v = splitList(value)
+		}
+		setNested(out, strings.Split(key, "."), v)
 	}
 	return out
 }
@@ -153,4 +169,21 @@ func setNested(m map[string]any, path []string, value any) {
 		m = next
 	}
 	m[path[len(path)-1]] = value
+}
+
+func isList(k Key) bool {
+	_, ok := k.Default.([]string)
+	return ok
+}
+
+// splitList reads a list from one environment value: comma-separated,
+// blanks around items trimmed, empty items dropped.
+func splitList(s string) []string {
+	out := []string{}
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -34,9 +34,9 @@ func (c *Config) Validate() error {
 	checkAddr("admin.listen", c.Admin.Listen, true)
 
 	if u, err := url.Parse(c.Upstream.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("upstream.url", c.Upstream.URL, "must be an http:// or https:// URL with a host")
+		bad("upstream.url", RedactURL(c.Upstream.URL), "must be an http:// or https:// URL with a host")
 	} else if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
-		bad("upstream.url", c.Upstream.URL, "must have no path, query or credentials")
+		bad("upstream.url", RedactURL(c.Upstream.URL), "must have no path, query or credentials")
 	}
 
 	positive := func(key string, d time.Duration) {
