@@ -131,7 +131,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 			fmt.Fprintf(stderr, "sessiongate: admin.listen: %q: %v\n", cfg.Admin.Listen, err)
 			return exitConfig
 		}
-		admin = proxy.NewAdmin(log, reg, map[string]func(context.Context) error{"redis": store.Ping})
+		admin = proxy.NewAdmin(log, reg, cfg.Admin.Pprof, map[string]func(context.Context) error{"redis": store.Ping})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -32,7 +32,8 @@ type Upstream struct {
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
 	// ResponseHeaderTimeout bounds the wait for the upstream's response
 	// headers once the request is sent; past it the client gets 504.
-	// Rocket.Chat long-polls hold a request for up to 60 s. Default 90s.
+	// Rocket.Chat long-polls hold a request for up to 60 s. It also bounds
+	// each wait for a byte of a streamed response body. Default 90s.
 	ResponseHeaderTimeout time.Duration `mapstructure:"response_header_timeout"`
 	// IdleConnTimeout closes pooled upstream connections idle this long.
 	// Default 90s.
@@ -54,13 +55,15 @@ type Proxy struct {
 	// ReadHeaderTimeout bounds reading a request's line and headers
 	// (slowloris). Default 10s.
 	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
-	// IdleTimeout closes idle client keep-alive connections. Default 120s.
+	// IdleTimeout closes idle client keep-alive connections; it also bounds
+	// each wait for a byte of a streamed request body. Default 120s.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 	// WriteTimeout bounds one write to a client that does not read its
 	// response; 0 means none. Default 60s.
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// MaxHeaderBytes bounds the request line plus headers; larger requests
-	// get 431. Default 16384.
+	// get 431 (fasthttp cannot tell a long request line from long headers,
+	// so there is no separate 414). Default 16384.
 	MaxHeaderBytes int `mapstructure:"max_header_bytes"`
 	// MaxConns caps concurrent client connections; 0 means no cap.
 	// Default 0.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +32,8 @@ type Admin struct {
 
 // NewAdmin builds the admin server. checks are named dependency probes
 // (e.g. "redis") run by /readyz with a short deadline each.
-func NewAdmin(log *zap.Logger, gatherer prometheus.Gatherer, checks map[string]func(context.Context) error) *Admin {
+// With pprof, net/http/pprof is served under /debug/pprof/.
+func NewAdmin(log *zap.Logger, gatherer prometheus.Gatherer, pprof bool, checks map[string]func(context.Context) error) *Admin {
 	a := &Admin{checks: checks, log: log.Named("admin"), gatherer: gatherer}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -40,6 +42,13 @@ func NewAdmin(log *zap.Logger, gatherer prometheus.Gatherer, checks map[string]f
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	a.server = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -1,8 +1,17 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
 	"errors"
+	"io"
+	"net"
 	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -10,59 +19,571 @@ import (
 	"github.com/sessiongate/sessiongate/config"
 )
 
-// forwarder sends requests to the upstream over a keep-alive pool.
-// FIRST DRAFT: buffers bodies; to be replaced by a streaming forwarder.
+// forwarder sends requests to the upstream over its own keep-alive pool
+// (upstream.go says why not fasthttp.HostClient) and streams bodies both
+// ways (SPEC §4).
 type forwarder struct {
 	upstream *url.URL
-	client   *fasthttp.HostClient
-	log      *zap.Logger
-	metrics  *metrics
+	// hostHeader names the upstream in a request that came without Host.
+	hostHeader []byte
+	pool       *upstreamPool
+	log        *zap.Logger
+	metrics    *metrics
+
+	// responseHeaderTimeout bounds the wait for response headers once the
+	// request is sent, and every later wait for a byte of the response
+	// body (an upstream silent that long is gone; SockJS streams send a
+	// heartbeat every 25 s).
+	responseHeaderTimeout time.Duration
+	// clientBodyTimeout bounds each wait for a byte of a request body
+	// (nginx's client_body_timeout); proxy.idle_timeout, since a client
+	// that stops sending mid-body is as idle as one between requests.
+	clientBodyTimeout time.Duration
+	// writeTimeout bounds each write of a streamed response to the client
+	// (proxy.write_timeout); fasthttp alone would bound the whole response.
+	writeTimeout time.Duration
 }
 
-func newForwarder(cfg *config.Upstream, log *zap.Logger, m *metrics) (*forwarder, error) {
-	u, err := url.Parse(cfg.URL)
+func newForwarder(cfg *config.Config, log *zap.Logger, m *metrics) (*forwarder, error) {
+	u, err := url.Parse(cfg.Upstream.URL)
 	if err != nil {
 		return nil, err
 	}
+	addr := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	var tlsConfig *tls.Config
+	if u.Scheme == "https" {
+		tlsConfig = &tls.Config{
+			ServerName:         u.Hostname(),
+			InsecureSkipVerify: cfg.Upstream.TLSInsecureSkipVerify, //nolint:gosec // an operator's explicit choice
+			NextProtos:         []string{"http/1.1"},
+		}
+	}
 	return &forwarder{
-		upstream: u,
-		client: &fasthttp.HostClient{
-			Addr:                          u.Host,
-			IsTLS:                         u.Scheme == "https",
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			MaxConns:                      cfg.MaxConns,
-			MaxIdleConnDuration:           cfg.IdleConnTimeout,
-			ReadTimeout:                   cfg.ResponseHeaderTimeout,
-		},
-		log:     log,
-		metrics: m,
+		upstream:              u,
+		hostHeader:            []byte(u.Host),
+		pool:                  newUpstreamPool(addr, tlsConfig, cfg.Upstream.DialTimeout, cfg.Upstream.IdleConnTimeout, cfg.Upstream.MaxConns),
+		log:                   log,
+		metrics:               m,
+		responseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
+		clientBodyTimeout:     cfg.Proxy.IdleTimeout,
+		writeTimeout:          cfg.Proxy.WriteTimeout,
 	}, nil
 }
 
-func (f *forwarder) serve(ctx *fasthttp.RequestCtx) {
-	if err := f.client.Do(&ctx.Request, &ctx.Response); err != nil {
-		ctx.Response.Reset()
-		if errors.Is(err, fasthttp.ErrTimeout) {
-			f.metrics.upstreamError("timeout")
-			writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-			return
-		}
-		f.metrics.upstreamError("connect")
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
-	}
-}
-
-func (f *forwarder) close() { f.client.CloseIdleConnections() }
+func (f *forwarder) close() { f.pool.close() }
 
 var (
 	bodyBadGateway     = []byte(`{"success":false,"error":"Bad gateway"}`)
 	bodyGatewayTimeout = []byte(`{"success":false,"error":"Gateway timeout"}`)
 )
 
-// writeError answers with one of sessiongate's own JSON error bodies.
+// writeError answers with one of sessiongate's own JSON error bodies,
+// replacing whatever response was started (an upstream header read halfway,
+// a body stream, which is closed). The fresh response gets a Date from
+// fasthttp, since this answer is ours (RFC 9110 §6.6.1).
 func writeError(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.Response.Reset()
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("application/json")
 	ctx.Response.SetBodyRaw(body)
+}
+
+// refuse answers a request that must not be forwarded with an empty-bodied
+// status and closes the connection, the way Node's HTTP server (Rocket.Chat
+// itself) answers a request it cannot parse.
+func refuse(ctx *fasthttp.RequestCtx, status int) {
+	ctx.Response.Reset()
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ctx.Response.SetStatusCode(status)
+	ctx.SetConnectionClose()
+}
+
+// Pools of per-request scratch space, so the steady state allocates nothing.
+var (
+	headPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+	// copyPool buffers bodies: one read from one side, one write to the other.
+	copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	// respHeadPool re-parses a filtered response head into fasthttp.
+	respHeadPool = sync.Pool{New: func() any {
+		s := &respHeadScratch{block: make([]byte, 0, 1024)}
+		s.br = bufio.NewReaderSize(&s.r, upstreamBufferSize+512)
+		return s
+	}}
+)
+
+type respHeadScratch struct {
+	block []byte
+	r     bytes.Reader
+	br    *bufio.Reader
+}
+
+// maxBufferedBody is the largest response body with a Content-Length that
+// is read whole before the response goes out, so head and body leave in one
+// write; larger ones, and every chunked or close-delimited body, stream.
+const maxBufferedBody = 64 << 10
+
+// livenessInterval is how often a request waiting for upstream headers
+// checks whether its client has gone, so a client abandoning a long-poll
+// frees its upstream connection within about this long.
+const livenessInterval = time.Second
+
+// outcome of one attempt.
+type attempt int
+
+const (
+	attemptDone  attempt = iota // response started or error answered
+	attemptRetry                // failed before any response byte, safe to repeat
+)
+
+// serve forwards ctx's request upstream and sets ctx's response: the
+// upstream's, or a 400/502/504 of sessiongate's own.
+func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx) {
+	if ctx.IsConnect() {
+		// A CONNECT tunnel is not a request Rocket.Chat answers; Node
+		// closes the connection on one. 405 and close.
+		refuse(ctx, fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	hb := headPool.Get().(*[]byte)
+	defer headPool.Put(hb)
+	head, rh, err := p.appendRequestHead((*hb)[:0], ctx, false)
+	*hb = head[:0]
+	if err != nil {
+		f.log.Debug("request refused", zap.Error(err))
+		refuse(ctx, fasthttp.StatusBadRequest)
+		return
+	}
+
+	// Read the first piece of a body before going upstream: a malformed
+	// first chunk is then refused before the upstream sees anything, and
+	// a small body leaves in the same write as the head.
+	var body []byte
+	var stream io.Reader
+	bodyDone := !rh.hasBody()
+	var cb *[]byte
+	if rh.hasBody() {
+		bs := bodyScratchPool.Get().(*bodyScratch)
+		defer bodyScratchPool.Put(bs)
+		bs.body = clientBody{r: ctx.RequestBodyStream(), left: rh.contentLength}
+		defer func() { bs.body = clientBody{} }()
+		stream, cb = &bs.body, &bs.buf
+		n, err := f.readClient(ctx, stream, *cb)
+		switch {
+		case err == io.EOF:
+			bodyDone = true
+		case err != nil:
+			f.log.Debug("request body", zap.Error(err))
+			refuse(ctx, fasthttp.StatusBadRequest)
+			return
+		}
+		body = (*cb)[:n]
+	}
+
+	// Only a request that is safe to repeat goes upstream a second time
+	// (SPEC §4): no body and an idempotent method (RFC 9110 §9.2.2), or
+	// nothing of it sent at all.
+	idempotent := !rh.hasBody() && idempotentMethod(ctx.Method())
+	deadline := time.Now().Add(f.responseHeaderTimeout)
+	for try := 0; ; try++ {
+		uc, err := f.pool.get(deadline, try > 0)
+		if err != nil {
+			f.upstreamFailed(ctx, err, "connect")
+			return
+		}
+		r := f.roundTrip(ctx, uc, head, rh, body, bodyDone, stream, cb, idempotent, deadline)
+		if r == attemptRetry && try == 0 {
+			f.log.Debug("retrying on a fresh upstream connection")
+			continue
+		}
+		if r == attemptRetry {
+			f.metrics.upstreamError("reset")
+			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		}
+		return
+	}
+}
+
+// bodyScratch is the per-request state of a request body upload.
+type bodyScratch struct {
+	buf  []byte
+	body clientBody
+}
+
+var bodyScratchPool = sync.Pool{New: func() any { return &bodyScratch{buf: make([]byte, 32<<10)} }}
+
+// clientBody reads a request body from fasthttp's stream, turning an end
+// before the declared Content-Length into io.ErrUnexpectedEOF (fasthttp
+// reports a client that went away mid-body as a plain EOF), so a truncated
+// body is never completed upstream.
+type clientBody struct {
+	r    io.Reader
+	left int64 // bytes still due, or -1 for a chunked body
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if b.left >= 0 {
+		b.left -= int64(n)
+		if err == io.EOF && b.left > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	return n, err
+}
+
+// readClient reads the next piece of the request body, waiting at most
+// clientBodyTimeout for it. fasthttp's Server.ReadTimeout would otherwise
+// bound the whole body (and cut a long upload) or, unset, nothing.
+func (f *forwarder) readClient(ctx *fasthttp.RequestCtx, r io.Reader, p []byte) (int, error) {
+	if f.clientBodyTimeout > 0 {
+		ctx.SetReadDeadline(time.Now().Add(f.clientBodyTimeout))
+	}
+	for range 100 {
+		n, err := r.Read(p)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
+// roundTrip sends the request on uc and reads the response head into ctx,
+// leaving the body in ctx (small) or streaming (large). It owns uc: it gives
+// it back to the pool or closes it, now or when the streamed body ends.
+func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh requestHead,
+	body []byte, bodyDone bool, stream io.Reader, cb *[]byte, idempotent bool, deadline time.Time) attempt {
+	now := time.Now()
+	uc.conn.SetDeadline(earliest(deadline, now.Add(livenessInterval)))
+
+	// The head and what we have of the body, in one write.
+	var pre, post []byte
+	if rh.chunked && len(body) > 0 {
+		pre = appendChunkSize(uc.hex[:0], len(body))
+		post = crlf
+	}
+	if rh.chunked && bodyDone {
+		post = lastChunkAfterData
+		if len(body) == 0 {
+			post = lastChunk
+		}
+	}
+	n, err := uc.writevHead(head, pre, body, post)
+	if err != nil {
+		if n == 0 && uc.reused && bodyDone {
+			// Nothing left: the upstream closed this idle connection.
+			f.pool.put(uc, false)
+			return attemptRetry
+		}
+		f.pool.put(uc, false)
+		f.metrics.upstreamError("reset")
+		f.log.Debug("upstream write", zap.Error(err))
+		f.abortClientBody(ctx, bodyDone)
+		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		return attemptDone
+	}
+
+	if !bodyDone {
+		if err := f.sendRestOfBody(ctx, uc, rh, stream, *cb); err != nil {
+			f.pool.put(uc, false)
+			if errors.Is(err, errClientBody) {
+				f.log.Debug("request body", zap.Error(err))
+				refuse(ctx, fasthttp.StatusBadRequest)
+			} else {
+				f.metrics.upstreamError("reset")
+				f.log.Debug("upstream write", zap.Error(err))
+				ctx.SetConnectionClose()
+				writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			}
+			return attemptDone
+		}
+		// upstream.response_header_timeout counts from the request's end.
+		deadline = time.Now().Add(f.responseHeaderTimeout)
+		uc.conn.SetDeadline(earliest(deadline, time.Now().Add(livenessInterval)))
+	}
+
+	status, err := f.readResponseHead(ctx, uc, deadline)
+	if err != nil {
+		f.pool.put(uc, false)
+		switch {
+		case errors.Is(err, errClientGone):
+			f.log.Debug("client gone while waiting for upstream")
+			refuse(ctx, fasthttp.StatusBadRequest)
+		case isTimeout(err):
+			f.metrics.upstreamError("timeout")
+			writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
+		case errors.Is(err, errNoResponse) && uc.reused && idempotent:
+			return attemptRetry
+		case errors.Is(err, errNoResponse):
+			f.metrics.upstreamError("reset")
+			f.log.Debug("upstream closed before answering", zap.Error(err))
+			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		default:
+			f.metrics.upstreamError("protocol")
+			f.log.Debug("upstream response", zap.Error(err))
+			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		}
+		return attemptDone
+	}
+	f.relayBody(ctx, uc, status)
+	return attemptDone
+}
+
+var (
+	crlf               = []byte("\r\n")
+	lastChunk          = []byte("0\r\n\r\n")
+	lastChunkAfterData = []byte("\r\n0\r\n\r\n")
+)
+
+// errClientBody marks a failure to read the request body from the client.
+var errClientBody = errors.New("proxy: reading request body")
+
+// sendRestOfBody copies the request body after its first piece to the
+// upstream, re-chunked when the client chunked it. Each wait on either side
+// has its own deadline, so a large upload is never cut for taking long.
+func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, rh requestHead, stream io.Reader, buf []byte) error {
+	for {
+		n, rerr := f.readClient(ctx, stream, buf)
+		if rerr != nil && rerr != io.EOF {
+			return errors.Join(errClientBody, rerr)
+		}
+		var pre, post []byte
+		if rh.chunked {
+			if n > 0 {
+				pre = appendChunkSize(uc.hex[:0], n)
+				post = crlf
+			}
+			if rerr == io.EOF {
+				post = lastChunkAfterData
+				if n == 0 {
+					post = lastChunk
+				}
+			}
+		}
+		if n > 0 || len(post) > 0 {
+			uc.conn.SetWriteDeadline(time.Now().Add(f.responseHeaderTimeout))
+			if _, err := uc.writevHead(nil, pre, buf[:n], post); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+	}
+}
+
+// abortClientBody makes sure an unread request body does not stay on the
+// client connection to be parsed as the next request.
+func (f *forwarder) abortClientBody(ctx *fasthttp.RequestCtx, bodyDone bool) {
+	if !bodyDone {
+		ctx.SetConnectionClose()
+	}
+}
+
+var (
+	errNoResponse   = errors.New("proxy: upstream closed the connection before answering")
+	errClientGone   = errors.New("proxy: client closed the connection")
+	errHeadTooLarge = errors.New("proxy: upstream response head too large")
+	errBadResponse  = errors.New("proxy: malformed upstream response")
+)
+
+// readResponseHead waits for the upstream's response head on uc (skipping
+// 1xx interim responses), filters out hop-by-hop fields and parses the rest
+// into ctx.Response.Header. It returns the status code; uc.br is left at the
+// start of the body. While it waits it checks every livenessInterval that
+// the client is still there.
+func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (int, error) {
+	for {
+		end, err := waitHead(ctx, uc, deadline)
+		if err != nil {
+			return 0, err
+		}
+		block, _ := uc.br.Peek(end)
+		s := respHeadPool.Get().(*respHeadScratch)
+		out, code, fr, err := filterResponseHead(s.block[:0], block)
+		s.block = out
+		if err != nil {
+			respHeadPool.Put(s)
+			return 0, err
+		}
+		uc.br.Discard(end)
+		if code < 200 {
+			respHeadPool.Put(s)
+			if code == fasthttp.StatusSwitchingProtocols {
+				// Only a WebSocket handshake (websocket.go) may switch,
+				// and this request asked for nothing of the kind.
+				return 0, errBadResponse
+			}
+			continue // 100 Continue, 102, 103: interim (RFC 9110 §15.2)
+		}
+		s.r.Reset(s.block)
+		s.br.Reset(&s.r)
+		err = ctx.Response.Header.Read(s.br)
+		respHeadPool.Put(s)
+		if err != nil {
+			return 0, errors.Join(errBadResponse, err)
+		}
+		// The upstream's Connection: close, or a body delimited by
+		// close, concern the upstream connection only.
+		ctx.Response.Header.ResetConnectionClose()
+		uc.framing = fr
+		return code, nil
+	}
+}
+
+// waitHead reads from uc until a complete head is buffered and returns its
+// length, polling the client's liveness while the upstream thinks.
+func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (int, error) {
+	gotAny := uc.br.Buffered() > 0
+	for {
+		buf, _ := uc.br.Peek(uc.br.Buffered())
+		if end := headEnd(buf); end > 0 {
+			return end, nil
+		}
+		if uc.br.Buffered() >= upstreamBufferSize {
+			return 0, errHeadTooLarge
+		}
+		_, err := uc.br.Peek(uc.br.Buffered() + 1)
+		if err == nil {
+			gotAny = true
+			continue
+		}
+		if !isTimeout(err) {
+			if !gotAny && uc.br.Buffered() == 0 {
+				return 0, errors.Join(errNoResponse, err)
+			}
+			return 0, errors.Join(errBadResponse, err)
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return 0, err
+		}
+		if c := ctx.Conn(); c != nil && clientGone(c) {
+			return 0, errClientGone
+		}
+		uc.conn.SetReadDeadline(earliest(deadline, now.Add(livenessInterval)))
+	}
+}
+
+// headEnd returns the length of the head at the start of b (up to and
+// including its empty line), or 0 if b does not hold a whole head yet.
+func headEnd(b []byte) int {
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return 0
+		}
+		line := b[off : off+i]
+		off += i + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return off
+		}
+	}
+}
+
+// relayBody sets ctx's response body from the upstream, after its head:
+// none, read whole (a small Content-Length), or streamed.
+func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status int) {
+	fr := uc.framing
+	noBody := ctx.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
+	switch {
+	case noBody:
+		// RFC 9112 §6.3: whatever the head says, there is no body.
+		f.pool.put(uc, !fr.close)
+	case fr.length >= 0 && fr.length <= maxBufferedBody:
+		if err := readWhole(ctx, uc, fr.length); err != nil {
+			f.pool.put(uc, false)
+			if isTimeout(err) {
+				f.metrics.upstreamError("timeout")
+				writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
+				return
+			}
+			f.metrics.upstreamError("reset")
+			f.log.Debug("upstream body", zap.Error(err))
+			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			return
+		}
+		f.pool.put(uc, !fr.close)
+	case fr.length >= 0:
+		b := acquireBody(f, ctx, uc, bodyFixed, fr.length)
+		// The head goes out at once; each body piece is then written
+		// to the client as it arrives (the ReadFrom path of fasthttp's
+		// fixed-size writer writes every read straight to the socket).
+		ctx.Response.ImmediateHeaderFlush = true
+		ctx.Response.SetBodyStream(b, int(fr.length))
+	default:
+		kind := bodyChunked
+		if !fr.chunked {
+			kind = bodyUntilClose
+		}
+		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, kind, 0)}, -1)
+	}
+}
+
+// readWhole appends the next n body bytes from uc to ctx's response body.
+func readWhole(ctx *fasthttp.RequestCtx, uc *upstreamConn, n int64) error {
+	ctx.Response.ResetBody()
+	for n > 0 {
+		if uc.br.Buffered() == 0 {
+			if _, err := uc.br.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		b, _ := uc.br.Peek(int(min(n, int64(uc.br.Buffered()))))
+		ctx.Response.AppendBody(b)
+		uc.br.Discard(len(b))
+		n -= int64(len(b))
+	}
+	return nil
+}
+
+// upstreamFailed answers for a request that got no upstream connection.
+func (f *forwarder) upstreamFailed(ctx *fasthttp.RequestCtx, err error, kind string) {
+	f.log.Debug("upstream unavailable", zap.Error(err))
+	if isTimeout(err) || errors.Is(err, errPoolTimeout) {
+		f.metrics.upstreamError("timeout")
+		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
+		return
+	}
+	f.metrics.upstreamError(kind)
+	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+}
+
+// idempotentMethod reports RFC 9110 §9.2.2's idempotent methods.
+func idempotentMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errPoolTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// appendChunkSize appends a chunk-size line: hex length and CRLF.
+func appendChunkSize(dst []byte, n int) []byte {
+	dst = strconv.AppendInt(dst, int64(n), 16)
+	return append(dst, '\r', '\n')
 }

@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, classes []string) (*metrics, error) {
 		}, []string{"class"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sessiongate", Name: "upstream_errors_total",
-			Help: "Upstream failures by kind (connect, timeout, reset).",
+			Help: "Upstream failures by kind (connect, timeout, reset, protocol: a malformed upstream response).",
 		}, []string{"kind"}),
 		tunnelsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sessiongate", Name: "websocket_tunnels_open",

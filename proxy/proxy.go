@@ -80,7 +80,7 @@ func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes 
 	if p.metrics, err = newMetrics(reg, classes); err != nil {
 		return nil, err
 	}
-	if p.fwd, err = newForwarder(&cfg.Upstream, p.log, p.metrics); err != nil {
+	if p.fwd, err = newForwarder(cfg, p.log, p.metrics); err != nil {
 		return nil, err
 	}
 	p.tunnels = newTunnels(&cfg.Upstream, p.fwd.upstream, p.log, p.metrics)
@@ -124,8 +124,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			class = r.Class
 			break
 		}
-		p.setClientAddr(ctx)
-		p.fwd.serve(ctx)
+		// The client-address headers are written into the upstream head
+		// by appendRequestHead (clientaddr.go), after hop-by-hop removal.
+		p.fwd.serve(p, ctx)
 	}
 	status := ctx.Response.StatusCode()
 	elapsed := time.Since(start)

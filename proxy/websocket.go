@@ -1,9 +1,18 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
 	"net/url"
+	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -11,27 +20,648 @@ import (
 	"github.com/sessiongate/sessiongate/config"
 )
 
-// tunnels joins client and upstream WebSocket connections byte for byte.
-// FIRST DRAFT: not implemented yet.
+// WebSocket tunnels (SPEC §4). A request carrying `Upgrade: websocket` on any
+// path — Rocket.Chat's DDP endpoint /websocket and SockJS's
+// /sockjs/<server>/<session>/websocket alike — is sent to the upstream on a
+// connection of its own. If the upstream switches protocols (101), its
+// response head is relayed to the client as it came, and from then on the two
+// TCP connections are joined byte for byte: frames are never parsed, so
+// permessage-deflate, subprotocols and whatever Rocket.Chat speaks pass
+// untouched. Any other answer is relayed as an ordinary response.
+//
+// Memory per idle tunnel is what limits how many clients one sidecar holds
+// (issue 5 targets < 20 KiB). An idle tunnel keeps no buffer: each direction
+// is one goroutine parked in the netpoller until its source is readable
+// (readWaiter), and only then borrows a copy buffer from a pool — the idea
+// behind Mail.ru's "A Million WebSockets and Go" (Kamardin, 2017), kept to
+// the standard netpoller. fasthttp's hijack goroutine, request context and
+// 16 KiB read buffer are given back as soon as the tunnel starts, which
+// needs Server.KeepHijackedConns (see prepareServer).
+
+const (
+	// maxResponseHead bounds the upstream's response head; the pooled
+	// reader that parses it is this large. A 101 head is a few hundred bytes.
+	maxResponseHead = 8 << 10
+	// maxRefusalBody bounds the body of a refused upgrade relayed to the
+	// client (Rocket.Chat's refusals are one-line texts).
+	maxRefusalBody = 1 << 20
+	// copyBufferSize is the size of the pooled buffers tunnels copy through.
+	copyBufferSize = 32 << 10
+	// maxInterimResponses bounds 1xx answers (other than 101) skipped before
+	// the final one.
+	maxInterimResponses = 8
+	// closeTick is how often closeAll closes the next share of tunnels.
+	closeTick = 10 * time.Millisecond
+	// defaultCloseSpread is the spread of closeAll when ctx has no deadline.
+	defaultCloseSpread = time.Second
+)
+
+var (
+	copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+	headReaders sync.Pool // *bufio.Reader of maxResponseHead bytes
+	headBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+	// errTunnelsClosed refuses a tunnel that would start once closeAll began.
+	errTunnelsClosed = errors.New("proxy: websocket tunnels closed")
+	// errBadResponseHead is an upstream answer that is not HTTP/1.x.
+	errBadResponseHead = errors.New("proxy: malformed upstream response head")
+	// aLongTimeAgo is a deadline already passed: reads return at once.
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// tunnels opens and tracks WebSocket tunnels. All methods are safe for
+// concurrent use.
 type tunnels struct {
-	upstream *url.URL
-	log      *zap.Logger
-	metrics  *metrics
-	open     atomic.Int64
+	addr       string      // upstream host:port to dial
+	tlsConfig  *tls.Config // nil for a plain http:// upstream
+	dialer     net.Dialer
+	headerWait time.Duration // upstream.response_header_timeout
+	log        *zap.Logger
+	metrics    *metrics
+
+	// keepHijacked is true once prepareServer made fasthttp leave hijacked
+	// connections open: the hijack handler then returns at once instead of
+	// living as long as the tunnel.
+	keepHijacked bool
+
+	mu      sync.Mutex
+	open    map[*tunnel]struct{}
+	closing bool          // closeAll began: no new tunnel starts
+	drained chan struct{} // closed when closing and open is empty
+}
+
+// tunnel is one joined pair of connections.
+type tunnel struct {
+	set      *tunnels
+	client   net.Conn // the raw client connection, not fasthttp's wrapper
+	upstream net.Conn
+	started  time.Time
+	up, down atomic.Int64 // bytes client→upstream, upstream→client
+	pumps    atomic.Int32 // directions still copying
+	once     sync.Once
 }
 
 func newTunnels(cfg *config.Upstream, upstream *url.URL, log *zap.Logger, m *metrics) *tunnels {
-	return &tunnels{upstream: upstream, log: log, metrics: m}
+	t := &tunnels{
+		addr:       upstreamDialAddr(upstream),
+		dialer:     net.Dialer{Timeout: cfg.DialTimeout},
+		headerWait: cfg.ResponseHeaderTimeout,
+		log:        log.Named("websocket"),
+		metrics:    m,
+		open:       make(map[*tunnel]struct{}),
+	}
+	if upstream.Scheme == "https" {
+		t.tlsConfig = &tls.Config{
+			ServerName:         upstream.Hostname(),
+			InsecureSkipVerify: cfg.TLSInsecureSkipVerify, //nolint:gosec // an operator's explicit choice (upstream.tls_insecure_skip_verify)
+			// HTTP/1.1 only: a WebSocket over HTTP/2 is a different
+			// handshake (RFC 8441) that this tunnel does not speak.
+			NextProtos: []string{"http/1.1"},
+			MinVersion: tls.VersionTLS12,
+		}
+	}
+	return t
 }
 
+// prepareServer makes s leave hijacked connections open after the hijack
+// handler returns (fasthttp.Server.KeepHijackedConns), so a tunnel does not
+// pin fasthttp's per-connection goroutine, RequestCtx and read buffer for
+// its whole life. Call it before s serves. Without it tunnels still work,
+// at several more KiB per tunnel.
+func (t *tunnels) prepareServer(s *fasthttp.Server) {
+	s.KeepHijackedConns = true
+	t.keepHijacked = true
+}
+
+// upstreamDialAddr is u's host:port, with the scheme's default port.
+func upstreamDialAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// isWebSocketUpgrade reports whether the request opens a WebSocket
+// (RFC 6455 §4.1): method GET, an Upgrade header holding the token
+// "websocket" and a Connection header holding "upgrade", names and tokens
+// case-insensitive, and no request body. Anything else — a POST that asks
+// for an upgrade, say — is forwarded as a plain request, and the forwarder
+// drops its Upgrade header as hop-by-hop. It runs on every request, so it
+// does not allocate.
 func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
-	return false
+	if !h.IsGet() || h.ContentLength() > 0 || h.ContentLength() == -1 {
+		return false
+	}
+	upgrade, connection := false, false
+	raw := h.RawHeaders()
+	if len(raw) == 0 {
+		// Not parsed from the wire (an in-process request): fall back to
+		// the exact-case names clients send.
+		return headerHasToken(h.Peek("Upgrade"), "websocket") &&
+			headerHasToken(h.Peek("Connection"), "upgrade")
+	}
+	// With DisableHeaderNamesNormalizing, Peek matches names exactly, and a
+	// client may send "upgrade:"; the raw header block has every name as
+	// sent. No whitespace may precede the colon (RFC 9112 §5.1; fasthttp
+	// rejects it), so only lines with a colon right after 7 or 10 bytes can
+	// matter, and the rest are skipped after one look.
+	for len(raw) > 0 {
+		var line []byte
+		line, raw = nextHeaderLine(raw)
+		switch {
+		case len(line) > 7 && line[7] == ':' && equalFoldASCII(line[:7], "upgrade"):
+			upgrade = upgrade || headerHasToken(line[8:], "websocket")
+		case len(line) > 10 && line[10] == ':' && equalFoldASCII(line[:10], "connection"):
+			connection = connection || headerHasToken(line[11:], "upgrade")
+		}
+	}
+	return upgrade && connection
 }
 
+// serve runs the handshake with the upstream and, on 101, hands the client
+// connection to a tunnel. It answers 502 when the upstream cannot be
+// reached or breaks the connection, 504 when its answer does not come
+// within upstream.response_header_timeout, and relays any other answer.
 func (t *tunnels) serve(ctx *fasthttp.RequestCtx, setClientAddr func(*fasthttp.RequestCtx)) {
+	setClientAddr(ctx)
+	bp := headBuffers.Get().(*[]byte)
+	req := appendWSHandshake((*bp)[:0], &ctx.Request.Header)
+	defer func() { *bp = req[:0]; headBuffers.Put(bp) }()
+
+	up, err := t.dial()
+	if err != nil {
+		t.metrics.upstreamError("connect")
+		t.log.Debug("upstream dial failed", zap.String("upstream", t.addr), zap.Error(err))
+		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		return
+	}
+	if t.headerWait > 0 {
+		up.SetDeadline(time.Now().Add(t.headerWait))
+	}
+	br := acquireHeadReader(up)
+	head, err := writeAndReadHead(up, br, req)
+	if err != nil {
+		releaseHeadReader(br)
+		up.Close()
+		t.upstreamFailed(ctx, err)
+		return
+	}
+	if status, _ := parseStatusLine(head); status != fasthttp.StatusSwitchingProtocols {
+		t.relayRefusal(ctx, br)
+		releaseHeadReader(br)
+		up.Close()
+		return
+	}
+
+	// The upstream may have sent its first frames right behind the head
+	// (Rocket.Chat's DDP server greets with {"server_id":"0"}, SockJS with
+	// "o"): they go to the client after the head, in order.
+	// head is still in br's buffer, at its start: take it and what follows.
+	first, _ := br.Peek(br.Buffered())
+	first = bytes.Clone(first)
+	releaseHeadReader(br)
+	up.SetDeadline(time.Time{})
+
+	// fasthttp writes nothing: the client gets the upstream's head exactly.
+	// (In the rare case fasthttp skips the hijack handler — it could not
+	// clear the connection's deadlines — up is left to its finalizer.)
+	ctx.Response.SetStatusCode(fasthttp.StatusSwitchingProtocols)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) { t.join(c, up, first) })
+}
+
+// dial connects to the upstream within upstream.dial_timeout, including
+// the TLS handshake for an https upstream.
+func (t *tunnels) dial() (net.Conn, error) {
+	ctx := context.Background()
+	if t.dialer.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.dialer.Timeout)
+		defer cancel()
+	}
+	if t.tlsConfig == nil {
+		return t.dialer.DialContext(ctx, "tcp", t.addr)
+	}
+	d := tls.Dialer{NetDialer: &t.dialer, Config: t.tlsConfig}
+	return d.DialContext(ctx, "tcp", t.addr)
+}
+
+// writeAndReadHead sends the handshake and returns the upstream's final
+// response head (up to and including the blank line), still in br's buffer:
+// valid until br is read again. Interim 1xx responses other than 101 are
+// skipped (RFC 9110 §15.2).
+func writeAndReadHead(up net.Conn, br *bufio.Reader, req []byte) ([]byte, error) {
+	if _, err := up.Write(req); err != nil {
+		return nil, err
+	}
+	for range maxInterimResponses {
+		head, err := peekResponseHead(br)
+		if err != nil {
+			return nil, err
+		}
+		status, ok := parseStatusLine(head)
+		if !ok {
+			return nil, errBadResponseHead
+		}
+		if status >= 200 || status == fasthttp.StatusSwitchingProtocols {
+			return head, nil
+		}
+		br.Discard(len(head))
+	}
+	return nil, errBadResponseHead
+}
+
+// upstreamFailed answers the client after a failed handshake: 504 when the
+// upstream did not answer in time, else 502.
+func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.metrics.upstreamError("timeout")
+		t.log.Debug("upstream handshake timed out", zap.String("upstream", t.addr), zap.Duration("timeout", t.headerWait))
+		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
+		return
+	}
+	t.metrics.upstreamError("reset")
+	t.log.Debug("upstream handshake failed", zap.String("upstream", t.addr), zap.Error(err))
 	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 }
 
-func (t *tunnels) count() int { return int(t.open.Load()) }
+// relayRefusal relays an upstream answer other than 101 (400, 403, 426...)
+// as a normal response: status, headers minus hop-by-hop ones, body.
+func (t *tunnels) relayRefusal(ctx *fasthttp.RequestCtx, br *bufio.Reader) {
+	resp := &ctx.Response
+	resp.Header.DisableNormalizing()
+	if err := resp.ReadLimitBody(br, maxRefusalBody); err != nil {
+		resp.Reset()
+		t.upstreamFailed(ctx, err)
+		return
+	}
+	// RFC 9110 §15.5.22: a 426 names the protocols to upgrade to in its
+	// Upgrade header; it is the client's cue, so it stays.
+	removeHopByHopResponse(&resp.Header, resp.StatusCode() == fasthttp.StatusUpgradeRequired)
+	t.log.Debug("upstream refused upgrade", zap.Int("status", resp.StatusCode()))
+}
 
-func (t *tunnels) closeAll(ctx context.Context) error { return nil }
+// join runs the tunnel on the hijacked client connection c. first is the
+// upstream's response head plus any bytes that came behind it.
+func (t *tunnels) join(c, up net.Conn, first []byte) {
+	client := c
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		client = u.UnsafeConn()
+	}
+	tn := &tunnel{set: t, client: client, upstream: up, started: time.Now()}
+	if err := t.add(tn); err != nil {
+		client.Close()
+		up.Close()
+		return
+	}
+	if _, err := client.Write(first); err != nil {
+		tn.close()
+		t.remove(tn)
+		return
+	}
+	tn.down.Add(int64(len(first)))
+	if client != c {
+		// Bytes the client sent behind its handshake sit in fasthttp's read
+		// buffer, behind c; hand them over before reading the socket itself.
+		if err := tn.drainBuffered(c); err != nil {
+			tn.close()
+			t.remove(tn)
+			return
+		}
+	}
+	tn.pumps.Store(2)
+	go tn.pump(client, up, &tn.down)
+	if t.keepHijacked {
+		go tn.pump(up, client, &tn.up)
+		return
+	}
+	// fasthttp closes c when this handler returns: copy in this goroutine
+	// until the tunnel ends.
+	tn.pump(up, client, &tn.up)
+}
+
+// drainBuffered copies to the upstream what fasthttp's reader behind c has
+// already buffered, without waiting for the network: a read deadline in the
+// past makes the socket read fail at once once the buffer is empty.
+func (tn *tunnel) drainBuffered(c net.Conn) error {
+	tn.client.SetReadDeadline(aLongTimeAgo)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	for {
+		n, err := c.Read(*bp)
+		if n > 0 {
+			if _, werr := tn.upstream.Write((*bp)[:n]); werr != nil {
+				return werr
+			}
+			tn.up.Add(int64(n))
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return tn.client.SetReadDeadline(time.Time{})
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// pump copies src to dst until either fails or src ends, then closes the
+// tunnel: WebSocket has its own close handshake, so a half-closed tunnel has
+// nothing left to carry. While src is idle it holds no buffer.
+func (tn *tunnel) pump(dst, src net.Conn, count *atomic.Int64) {
+	defer tn.pumpDone()
+	defer tn.close()
+	w := newReadWaiter(src)
+	for {
+		if err := w.wait(); err != nil {
+			return
+		}
+		bp := copyBuffers.Get().(*[]byte)
+		n, err := src.Read(*bp)
+		if n > 0 {
+			if _, werr := dst.Write((*bp)[:n]); werr != nil {
+				copyBuffers.Put(bp)
+				return
+			}
+			count.Add(int64(n))
+		}
+		copyBuffers.Put(bp)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// close closes both connections, which ends both pumps.
+func (tn *tunnel) close() {
+	tn.once.Do(func() {
+		tn.client.Close()
+		tn.upstream.Close()
+	})
+}
+
+// pumpDone retires the tunnel when its last pump ends.
+func (tn *tunnel) pumpDone() {
+	if tn.pumps.Add(-1) != 0 {
+		return
+	}
+	tn.set.remove(tn)
+	tn.set.log.Debug("tunnel closed",
+		zap.Duration("duration", time.Since(tn.started)),
+		zap.Int64("bytes_up", tn.up.Load()),
+		zap.Int64("bytes_down", tn.down.Load()),
+	)
+}
+
+func (t *tunnels) add(tn *tunnel) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return errTunnelsClosed
+	}
+	t.open[tn] = struct{}{}
+	t.metrics.tunnelsOpen.Inc()
+	t.metrics.tunnelsTotal.Inc()
+	return nil
+}
+
+func (t *tunnels) remove(tn *tunnel) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.open, tn)
+	t.metrics.tunnelsOpen.Dec()
+	if t.closing && len(t.open) == 0 && t.drained != nil {
+		close(t.drained)
+		t.drained = nil
+	}
+}
+
+func (t *tunnels) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.open)
+}
+
+// closeAll refuses new tunnels and closes the open ones gradually, spread
+// evenly over half of ctx's remaining time (defaultCloseSpread without a
+// deadline), so that clients — which reconnect at once — come back to the
+// other replicas over that window instead of all in the same instant. It
+// returns when every tunnel is closed, or closes the rest at once and
+// returns ctx's error when ctx ends first.
+func (t *tunnels) closeAll(ctx context.Context) error {
+	t.mu.Lock()
+	t.closing = true
+	victims := make([]*tunnel, 0, len(t.open))
+	for tn := range t.open {
+		victims = append(victims, tn)
+	}
+	var drained chan struct{}
+	if len(t.open) > 0 {
+		if t.drained == nil {
+			t.drained = make(chan struct{})
+		}
+		drained = t.drained
+	}
+	t.mu.Unlock()
+	if drained == nil {
+		return nil
+	}
+
+	spread := defaultCloseSpread
+	if deadline, ok := ctx.Deadline(); ok {
+		spread = time.Until(deadline) / 2
+	}
+	t.log.Info("closing websocket tunnels", zap.Int("tunnels", len(victims)), zap.Duration("spread", spread))
+	start := time.Now()
+	tick := time.NewTicker(closeTick)
+	defer tick.Stop()
+	for closed := 0; closed < len(victims); {
+		// The first closes at once, the last at start+spread.
+		due := len(victims)
+		if elapsed := time.Since(start); spread > 0 && elapsed < spread {
+			due = 1 + int(int64(len(victims)-1)*int64(elapsed)/int64(spread))
+		}
+		for ; closed < due; closed++ {
+			victims[closed].close()
+		}
+		if closed == len(victims) {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			for _, tn := range victims[closed:] {
+				tn.close()
+			}
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func acquireHeadReader(c net.Conn) *bufio.Reader {
+	if br, ok := headReaders.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		return br
+	}
+	return bufio.NewReaderSize(c, maxResponseHead)
+}
+
+func releaseHeadReader(br *bufio.Reader) {
+	br.Reset(nil)
+	headReaders.Put(br)
+}
+
+// peekResponseHead returns the response head at the start of br, up to and
+// including the blank line, without consuming it. A head larger than br's
+// buffer is an error.
+func peekResponseHead(br *bufio.Reader) ([]byte, error) {
+	n := 1
+	for {
+		buf, err := br.Peek(n)
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return nil, errBadResponseHead
+			}
+			if err == io.EOF {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		// Peek blocks until n bytes are there: ask for one more than we
+		// have, and take whatever else has arrived meanwhile.
+		n = max(len(buf)+1, br.Buffered())
+	}
+}
+
+// parseStatusLine returns the status code of an HTTP/1.x response head.
+func parseStatusLine(head []byte) (int, bool) {
+	// "HTTP/1.1 101 Switching Protocols" (RFC 9112 §4).
+	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.")) || head[8] != ' ' {
+		return 0, false
+	}
+	code := 0
+	for _, c := range head[9:12] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	if len(head) > 12 && head[12] != ' ' && head[12] != '\r' {
+		return 0, false
+	}
+	if code < 100 {
+		return 0, false
+	}
+	return code, true
+}
+
+// appendWSHandshake appends the handshake request for the upstream to dst:
+// the client's request line and headers as fasthttp holds them (names in
+// their original case, order kept, Cookie as sent), less the hop-by-hop
+// headers of SPEC §4 (RFC 9110 §7.6.1) and those the client's Connection
+// header names, plus "Connection: Upgrade" — the Upgrade header itself
+// passes, being the point of the request.
+//
+// It serializes the parsed header rather than the raw block because
+// setClientAddr has already written the client-address headers into it;
+// those, and Host, are therefore never dropped for being named in
+// Connection ("Connection: Upgrade, X-Real-IP" must not cost the upstream
+// the client's address). Names are classified by hopbyhop.go.
+func appendWSHandshake(dst []byte, h *fasthttp.RequestHeader) []byte {
+	// Header() serializes without parsing cookies, so Cookie headers go as
+	// the client sent them.
+	head := h.Header()
+	reqLine, headers := nextHeaderLine(head)
+	var named connTokens
+	for rest := headers; len(rest) > 0; {
+		var line []byte
+		line, rest = nextHeaderLine(rest)
+		if name, value, ok := splitHeaderLine(line); ok && classifyField(name) == fieldConnection {
+			named.add(value)
+		}
+	}
+	dst = append(dst, reqLine...)
+	dst = append(dst, '\r', '\n')
+	for rest := headers; len(rest) > 0; {
+		var line []byte
+		line, rest = nextHeaderLine(rest)
+		name, _, ok := splitHeaderLine(line)
+		if !ok || wsHandshakeDrops(name, &named) {
+			continue
+		}
+		dst = append(dst, line...)
+		dst = append(dst, '\r', '\n')
+	}
+	dst = append(dst, "Connection: Upgrade\r\n\r\n"...)
+	return dst
+}
+
+// wsHandshakeDrops reports whether the handshake leaves out the header
+// called name, given the tokens of the client's Connection headers.
+func wsHandshakeDrops(name []byte, named *connTokens) bool {
+	switch k := classifyField(name); {
+	case k == fieldUpgrade:
+		return false
+	case k.hopByHop():
+		return true
+	case k == fieldHost, k == fieldXRealIP, k == fieldXForwardedFor,
+		k == fieldXForwardedProto, k == fieldXForwardedHost:
+		return false
+	default:
+		return named.n > 0 && named.names(name)
+	}
+}
+
+// nextHeaderLine splits b at its first line end (CRLF or LF) and returns the
+// line without it and what follows.
+func nextHeaderLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return b, nil
+	}
+	line, rest = b[:i], b[i+1:]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	return line, rest
+}
+
+// splitHeaderLine splits "Name: value" into the name and the value trimmed
+// of surrounding whitespace; ok is false for lines without a name.
+func splitHeaderLine(line []byte) (name, value []byte, ok bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	return line[:i], trimFieldValue(line[i+1:]), true
+}
+
+// headerHasToken reports whether the comma-separated list v holds token,
+// case-insensitively (RFC 9110 §5.6.1, §7.6.1, §7.8).
+func headerHasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			item, v = v[:i], v[i+1:]
+		} else {
+			item, v = v, nil
+		}
+		if equalFoldASCII(trimFieldValue(item), token) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,301 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// bodyKind is how a streamed response body is delimited upstream.
+type bodyKind uint8
+
+const (
+	bodyFixed      bodyKind = iota // Content-Length
+	bodyChunked                    // Transfer-Encoding: chunked, decoded here
+	bodyUntilClose                 // neither: the body ends when the upstream closes
+)
+
+// responseBody streams an upstream response body to fasthttp, which writes
+// it to the client after the handler returned: its Read yields the decoded
+// body, and Close, which fasthttp calls when the response is written (or
+// abandoned), gives the upstream connection back to the pool if the body
+// was read to its end, or closes it.
+//
+// Each wait for upstream bytes is bounded by responseHeaderTimeout, and
+// each write to the client by proxy.write_timeout, so neither a silent
+// upstream nor a client that stops reading holds the pair forever, however
+// long the stream lasts.
+type responseBody struct {
+	f    *forwarder
+	ctx  *fasthttp.RequestCtx
+	uc   *upstreamConn
+	kind bodyKind
+	// left is the bytes left: of the body (fixed) or of the chunk.
+	left int64
+	// done: the body was read to its end (for chunked, trailers too).
+	done bool
+	err  error
+}
+
+var bodyPool = sync.Pool{New: func() any { return new(responseBody) }}
+
+func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyKind, length int64) *responseBody {
+	b := bodyPool.Get().(*responseBody)
+	*b = responseBody{f: f, ctx: ctx, uc: uc, kind: kind, left: length}
+	if kind == bodyFixed && length == 0 {
+		b.done = true
+	}
+	return b
+}
+
+// Read reads decoded body bytes.
+func (b *responseBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	if n > 0 && b.f.writeTimeout > 0 {
+		// The caller writes these bytes to the client next.
+		b.ctx.SetWriteDeadline(time.Now().Add(b.f.writeTimeout))
+	}
+	return n, err
+}
+
+func (b *responseBody) read(p []byte) (int, error) {
+	br := b.uc.br
+	switch b.kind {
+	case bodyFixed:
+		if int64(len(p)) > b.left {
+			p = p[:b.left]
+		}
+		n, err := b.fill(p)
+		b.left -= int64(n)
+		if b.left == 0 {
+			b.done = true
+			return n, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return n, err
+	case bodyUntilClose:
+		n, err := b.fill(p)
+		if err == io.EOF {
+			b.done = true
+		}
+		return n, err
+	}
+	// Chunked (RFC 9112 §7.1).
+	if b.left == 0 {
+		b.waitBuffered()
+		size, err := readChunkSize(br)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			// Trailer fields are dropped: fasthttp re-frames the body and
+			// Rocket.Chat sends none.
+			if err := skipTrailers(br); err != nil {
+				return 0, err
+			}
+			b.done = true
+			return 0, io.EOF
+		}
+		b.left = size
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.fill(p)
+	b.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && b.left == 0 {
+		err = readCRLF(br)
+	}
+	return n, err
+}
+
+// fill reads what is there (at least one byte), with a deadline on a wait.
+func (b *responseBody) fill(p []byte) (int, error) {
+	b.waitBuffered()
+	return b.uc.br.Read(p)
+}
+
+// waitBuffered arms the inactivity deadline before a read that will wait.
+func (b *responseBody) waitBuffered() {
+	if b.uc.br.Buffered() == 0 {
+		b.uc.conn.SetReadDeadline(time.Now().Add(b.f.responseHeaderTimeout))
+	}
+}
+
+// Close returns the upstream connection: to the pool when the body was
+// read to the end and the upstream keeps it open, else closed.
+func (b *responseBody) Close() error {
+	if b.uc == nil {
+		return nil
+	}
+	reusable := b.done && b.kind != bodyUntilClose && !b.uc.framing.close
+	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) {
+		b.f.metrics.upstreamError("reset")
+		b.f.log.Debug("upstream body")
+	}
+	b.f.pool.put(b.uc, reusable)
+	*b = responseBody{}
+	bodyPool.Put(b)
+	return nil
+}
+
+var errClientWrite = errors.New("proxy: writing response to client")
+
+// chunkedWriterTo lets fasthttp's chunked writer take the body in pieces as
+// large as the upstream delivers them (up to 32 KiB) instead of its 4 KiB
+// copy buffer; fasthttp flushes each piece to the client as one chunk, so a
+// SockJS xhr_streaming frame reaches the client when it leaves the upstream.
+type chunkedWriterTo struct{ *responseBody }
+
+// SupportsBodyWriteTo opts in to fasthttp using WriteTo (see
+// fasthttp.BodyWriterTo).
+func (c *chunkedWriterTo) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo copies the decoded body to w, one upstream read per write.
+func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
+	bp := copyPool.Get().(*[]byte)
+	defer copyPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				c.err = errClientWrite
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Close closes the underlying body.
+func (c *chunkedWriterTo) Close() error { return c.responseBody.Close() }
+
+// readChunkSize reads a chunk-size line: hex digits, optional extensions,
+// CRLF (RFC 9112 §7.1.1). It is strict: a proxy that read sizes loosely
+// could disagree with the client about where the body ends.
+func readChunkSize(br interface {
+	ReadByte() (byte, error)
+}) (int64, error) {
+	var n int64
+	digits := 0
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, unexpected(err)
+		}
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			if digits == 0 {
+				return 0, fmt.Errorf("%w: chunk size", errBadResponse)
+			}
+			return n, finishChunkLine(br, c)
+		}
+		digits++
+		if digits > 15 {
+			return 0, fmt.Errorf("%w: chunk size too large", errBadResponse)
+		}
+		n = n<<4 | int64(d)
+	}
+}
+
+// finishChunkLine consumes the rest of a chunk-size line after its digits,
+// c being the first byte after them: extensions are skipped, the line must
+// end in CRLF.
+func finishChunkLine(br interface{ ReadByte() (byte, error) }, c byte) error {
+	for range 4096 {
+		switch c {
+		case '\r':
+			c, err := br.ReadByte()
+			if err != nil {
+				return unexpected(err)
+			}
+			if c != '\n' {
+				return fmt.Errorf("%w: chunk size line", errBadResponse)
+			}
+			return nil
+		case '\n':
+			return fmt.Errorf("%w: chunk size line", errBadResponse)
+		}
+		var err error
+		if c, err = br.ReadByte(); err != nil {
+			return unexpected(err)
+		}
+	}
+	return fmt.Errorf("%w: chunk extension too long", errBadResponse)
+}
+
+func readCRLF(br interface{ ReadByte() (byte, error) }) error {
+	for _, want := range [2]byte{'\r', '\n'} {
+		c, err := br.ReadByte()
+		if err != nil {
+			return unexpected(err)
+		}
+		if c != want {
+			return fmt.Errorf("%w: chunk not ended by CRLF", errBadResponse)
+		}
+	}
+	return nil
+}
+
+// skipTrailers consumes trailer fields up to the empty line ending the body.
+func skipTrailers(br interface{ ReadByte() (byte, error) }) error {
+	empty := true
+	for range 64 << 10 {
+		c, err := br.ReadByte()
+		if err != nil {
+			return unexpected(err)
+		}
+		switch c {
+		case '\r':
+		case '\n':
+			if empty {
+				return nil
+			}
+			empty = true
+		default:
+			empty = false
+		}
+	}
+	return fmt.Errorf("%w: trailers too long", errBadResponse)
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
