@@ -22,6 +22,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/demo"
+	"github.com/sessiongate/sessiongate/mirror"
 	"github.com/sessiongate/sessiongate/proxy"
 	"github.com/sessiongate/sessiongate/redisstore"
 	"github.com/sessiongate/sessiongate/sessions"
@@ -51,12 +53,15 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "sessiongate %s\n", version)
 		return exitOK
-	case "", "check-config":
+	case "", "check-config", "demo", "mirror":
 	default:
 		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate --help)\n", cmd)
 		return exitConfig
 	}
 
+	if cmd == "demo" {
+		environ = demo.Environ(environ) // loopback listeners and console logs unless set
+	}
 	cfg, err := config.Load(args, environ)
 	if errors.Is(err, config.ErrHelp) {
 		config.Usage(stdout, "sessiongate")
@@ -68,6 +73,13 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		return exitConfig
 	}
+	if cmd == "check-config" {
+		if err := config.Print(stdout, cfg); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
+	}
 
 	log, err := newLogger(&cfg.Log, stderr)
 	if err != nil {
@@ -78,6 +90,23 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cmd == "mirror" {
+		if err := mirror.Run(ctx, cfg, log); err != nil {
+			log.Error("mirror failed", zap.Error(err))
+			return exitConfig
+		}
+		return exitOK
+	}
+	if cmd == "demo" {
+		// Points cfg at an embedded Redis and a stand-in upstream; stopped
+		// after serve has drained.
+		d, err := demo.Start(cfg, log, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "sessiongate: demo: %v\n", err)
+			return exitConfig // almost always a listen address in use
+		}
+		defer d.Close()
+	}
 	return serve(ctx, cfg, log, stderr)
 }
 
@@ -96,12 +125,29 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	defer rdb.Close()
 	store := redisstore.New(rdb, cfg.Redis.KeyPrefix)
 
+	// With mirror.max_lag set, the route is forwarded while the mirror's
+	// heartbeat is older than that: stale data is worse than a slower answer.
+	var lag *mirror.LagWatcher
+	var fresh func() bool
+	if cfg.Mirror.MaxLag > 0 {
+		read := func(ctx context.Context) (time.Time, error) {
+			return redisstore.MirrorHeartbeat(ctx, rdb, cfg.Redis.KeyPrefix)
+		}
+		if lag, err = mirror.NewLagWatcher(read, cfg.Mirror.MaxLag, time.Second, log, reg); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+			return exitConfig
+		}
+		fresh = lag.Fresh
+	}
+
 	var routes []proxy.Route
 	if cfg.Route.Enabled {
 		h, err := sessions.New(sessions.Options{
 			Store:            store,
 			OnError:          cfg.Redis.OnError,
 			UnauthorizedBody: cfg.Route.UnauthorizedBody,
+			Timeout:          cfg.Redis.Timeout,
+			Fresh:            fresh,
 			Log:              log,
 			Registerer:       reg,
 		})
@@ -136,6 +182,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Serve(ln) })
+	if lag != nil {
+		g.Go(func() error { lag.Run(gctx); return nil })
+	}
 	if admin != nil {
 		g.Go(func() error { return admin.Serve(adminLn) })
 		admin.SetReady(true)

@@ -1,39 +1,334 @@
 // Package sessions answers GET /api/v1/sessions/info from the token and
-// session data in a Store, with Rocket.Chat's exact statuses and bodies.
+// session data in a Store, with Rocket.Chat's exact statuses, bodies and
+// headers (SPEC §1–§2). It owns the Store interface it needs; redisstore
+// implements it.
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/auth"
 )
 
-// ErrNotFound means the session does not exist for this user.
+// ErrNotFound means the user has no session with that id. It is an answer
+// (404), not a storage failure.
 var ErrNotFound = errors.New("sessions: not found")
 
-// Store answers the route's question in one round trip.
-// FIRST DRAFT: to be finished by the route work.
+// Store is where the route's answers live (SPEC §3). Each method spends one
+// round trip and honours ctx's deadline. Methods must not keep the byte
+// slices they are given, and must be safe for concurrent use.
+//
+// Errors: auth.ErrInvalidToken when hashedToken is not a valid login token
+// of userID, ErrNotFound when the session does not exist; any other error
+// means the store could not answer (refused, reset, timeout) and is never
+// turned into a 401 or 404.
 type Store interface {
-	Ping(ctx context.Context) error
+	// Session returns the stored session document sessionID of userID,
+	// provided hashedToken is a valid login token of userID; token and
+	// session are fetched together in one round trip.
+	Session(ctx context.Context, userID, hashedToken, sessionID []byte) (string, error)
+	// Authenticate returns nil when hashedToken is a valid login token of
+	// userID. The route uses it alone when the query is invalid, so that
+	// an unauthenticated caller still gets 401 first.
+	Authenticate(ctx context.Context, userID, hashedToken []byte) error
 }
+
+// Values of Options.OnError and Options.UnauthorizedBody (the same words
+// as the redis.on_error and route.unauthorized_body settings).
+const (
+	OnErrorForward       = "forward"
+	OnErrorUnavailable   = "unavailable"
+	UnauthorizedClassic  = "classic"
+	UnauthorizedExtended = "extended"
+)
+
+// DefaultTimeout is the Store deadline when Options.Timeout is zero.
+const DefaultTimeout = 250 * time.Millisecond
 
 // Options configures a Handler.
 type Options struct {
-	Store            Store
-	OnError          string
+	// Store answers the lookups. Required.
+	Store Store
+	// OnError is what happens when the Store fails: OnErrorForward passes
+	// the request upstream unchanged, OnErrorUnavailable answers 503.
+	// Default OnErrorForward.
+	OnError string
+	// UnauthorizedBody picks the 401 body: UnauthorizedClassic (the
+	// documented one) or UnauthorizedExtended (Rocket.Chat 7.4+). Default
+	// UnauthorizedClassic.
 	UnauthorizedBody string
-	Log              *zap.Logger
-	Registerer       prometheus.Registerer
+	// Timeout bounds each Store call (redis.timeout). Default
+	// DefaultTimeout.
+	Timeout time.Duration
+	// Fresh, when set, is asked before each Store call; false means the
+	// data may be stale (the mirror is lagging) and the request is
+	// forwarded upstream instead. Default nil: always fresh.
+	Fresh func() bool
+	// Log receives the handler's messages (as "sessions"). Default: none.
+	Log *zap.Logger
+	// Registerer receives the handler's metrics. Default: none.
+	Registerer prometheus.Registerer
 }
 
-// Handler serves the route.
-type Handler struct{ opts Options }
+// Handler serves the route. Build it with New; Serve is safe for
+// concurrent use.
+type Handler struct {
+	store        Store
+	forward      bool
+	unauthorized []byte
+	timeout      time.Duration
+	fresh        func() bool
+	log          *zap.Logger
+	metrics      *metrics
+	failures     failureLog
+	scratch      sync.Pool // of *scratch
+}
 
-// New builds a Handler.
-func New(opts Options) (*Handler, error) { return &Handler{opts: opts}, nil }
+// scratch is per-request working memory, pooled so the hot path does not
+// allocate.
+type scratch struct {
+	hash      []byte // hashed token
+	sessionID []byte // decoded sessionId
+}
 
-// Serve answers the request, or returns false to have it forwarded.
-func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool { return false }
+// New builds a Handler from opts.
+func New(opts Options) (*Handler, error) {
+	h := &Handler{
+		store:   opts.Store,
+		timeout: opts.Timeout,
+		fresh:   opts.Fresh,
+		log:     opts.Log,
+	}
+	if h.store == nil {
+		return nil, errors.New("sessions: no store")
+	}
+	switch opts.OnError {
+	case "", OnErrorForward:
+		h.forward = true
+	case OnErrorUnavailable:
+	default:
+		return nil, fmt.Errorf("sessions: on_error: %q: must be %s or %s", opts.OnError, OnErrorForward, OnErrorUnavailable)
+	}
+	switch opts.UnauthorizedBody {
+	case "", UnauthorizedClassic:
+		h.unauthorized = bodyUnauthorizedClassic
+	case UnauthorizedExtended:
+		h.unauthorized = bodyUnauthorizedExtended
+	default:
+		return nil, fmt.Errorf("sessions: unauthorized_body: %q: must be %s or %s", opts.UnauthorizedBody, UnauthorizedClassic, UnauthorizedExtended)
+	}
+	if h.timeout <= 0 {
+		h.timeout = DefaultTimeout
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	h.log = h.log.Named("sessions")
+	var err error
+	if h.metrics, err = newMetrics(opts.Registerer); err != nil {
+		return nil, err
+	}
+	h.scratch.New = func() any {
+		return &scratch{hash: make([]byte, 0, auth.HashedTokenLen), sessionID: make([]byte, 0, 64)}
+	}
+	return h, nil
+}
+
+// Serve answers GET /api/v1/sessions/info and returns true, or returns
+// false without touching the response to have the request forwarded
+// upstream (Store failure with OnErrorForward, or stale data). It does not
+// keep ctx or its byte slices.
+//
+// The checks run in Rocket.Chat's order (SPEC §1): authentication, then
+// parameter validation, then the lookup. Authentication needs the Store, so
+// the Store call comes first and carries what the query allows: token and
+// session together for a valid query (one round trip), the token alone
+// otherwise, so that an invalid query from an unauthenticated caller is a
+// 401, not a 400, and a session id that cannot be real never reaches the
+// Store.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
+	userID, token, ok := credentials(&ctx.Request.Header)
+	if !ok || !validID(userID) {
+		// No header, an empty or repeated one, or a user id that cannot be
+		// real: no user matches, Rocket.Chat answers 401 without a lookup.
+		h.answer(ctx, outcomeUnauthorized)
+		return true
+	}
+
+	s := h.scratch.Get().(*scratch)
+	defer h.scratch.Put(s)
+	s.hash = auth.AppendHashedToken(s.hash[:0], token)
+	var query queryResult
+	s.sessionID, query = parseQuery(s.sessionID[:0], rawQuery(&ctx.Request.Header))
+	lookup := query == queryOK && validID(s.sessionID)
+
+	if h.fresh != nil && !h.fresh() {
+		h.metrics.count(outcomeStaleForwarded)
+		return false
+	}
+
+	// A deadline of the request's own on a base context (SPEC §2), not the
+	// RequestCtx, whose Done follows the server's shutdown.
+	start := time.Now()
+	rctx, cancel := context.WithDeadline(context.Background(), start.Add(h.timeout))
+	var doc string
+	var err error
+	if lookup {
+		doc, err = h.store.Session(rctx, userID, s.hash, s.sessionID)
+	} else {
+		err = h.store.Authenticate(rctx, userID, s.hash)
+	}
+	h.metrics.redisSeconds.Observe(time.Since(start).Seconds())
+	cancel()
+
+	switch {
+	case err == nil && query != queryOK:
+		h.answerInvalid(ctx, query)
+	case err == nil && !lookup:
+		h.answer(ctx, outcomeNotFound) // a session id that cannot be real
+	case err == nil:
+		if !h.answerSession(ctx, doc) {
+			h.failures.report(h.log, errNotObject)
+			return h.fail(ctx)
+		}
+	case errors.Is(err, auth.ErrInvalidToken):
+		h.answer(ctx, outcomeUnauthorized)
+	case errors.Is(err, ErrNotFound):
+		h.answer(ctx, outcomeNotFound)
+	default:
+		h.failures.report(h.log, err)
+		return h.fail(ctx)
+	}
+	return true
+}
+
+// errNotObject is reported when a stored session is not a JSON object.
+var errNotObject = errors.New("sessions: stored session is not a JSON object")
+
+// fail applies the failure policy (SPEC §2): never 401, 404 or 500.
+func (h *Handler) fail(ctx *fasthttp.RequestCtx) bool {
+	if h.forward {
+		h.metrics.count(outcomeErrorForwarded)
+		return false
+	}
+	h.answer(ctx, outcomeErrorUnavailable)
+	return true
+}
+
+// answer writes the fixed response of outcome; this and answerInvalid and
+// answerSession are the only places that map outcomes to statuses.
+func (h *Handler) answer(ctx *fasthttp.RequestCtx, o outcome) {
+	h.metrics.count(o)
+	switch o {
+	case outcomeUnauthorized:
+		writeJSON(ctx, fasthttp.StatusUnauthorized, h.unauthorized)
+	case outcomeNotFound:
+		writeJSON(ctx, fasthttp.StatusNotFound, bodyNotFound)
+	case outcomeErrorUnavailable:
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, bodyUnavailable)
+	default:
+		panic("sessions: no fixed answer for outcome " + o.String())
+	}
+}
+
+func (h *Handler) answerInvalid(ctx *fasthttp.RequestCtx, q queryResult) {
+	h.metrics.count(outcomeInvalid)
+	writeJSON(ctx, fasthttp.StatusBadRequest, bodyInvalid[q])
+}
+
+// answerSession writes 200 with the stored document and "success":true as
+// its last member, as Rocket.Chat's API.v1.success({...session}) does. It
+// returns false, writing nothing, when doc is not a JSON object: serving it
+// would send broken JSON, so it is treated as a store failure.
+func (h *Handler) answerSession(ctx *fasthttp.RequestCtx, doc string) bool {
+	if !validJSONObject(doc) {
+		return false
+	}
+	doc = trimJSONSpace(doc)
+	h.metrics.count(outcomeOK)
+	setHeaders(ctx, fasthttp.StatusOK)
+	if trimJSONSpace(doc[1:len(doc)-1]) == "" {
+		ctx.Response.SetBodyRaw(bodySuccessOnly)
+		return true
+	}
+	ctx.Response.SetBodyString(doc[:len(doc)-1])
+	ctx.Response.AppendBodyString(`,"success":true}`)
+	return true
+}
+
+// credentials returns the X-User-Id and X-Auth-Token values. Names are
+// matched case-insensitively (RFC 9110 §5.1) although the proxy keeps their
+// original case. ok is false unless each is present exactly once and
+// non-empty: Node joins a repeated header into "a, b", which matches no
+// user and no token, so Rocket.Chat answers 401.
+//
+// It reads the raw header block rather than RequestHeader.All, which
+// rewrites the Cookie header of a request that may still be forwarded.
+func credentials(h *fasthttp.RequestHeader) (userID, token []byte, ok bool) {
+	raw := h.RawHeaders()
+	if len(raw) == 0 {
+		// A request built in-process rather than parsed: names are as
+		// set, canonical.
+		userID, token = h.Peek(headerUserID), h.Peek(headerAuthToken)
+		return userID, token, len(userID) > 0 && len(token) > 0
+	}
+	var users, tokens int
+	for k, v := range h.AllInOrder() {
+		switch {
+		case len(k) == len(headerUserID) && bytes.EqualFold(k, []byte(headerUserID)):
+			users++
+			userID = v
+		case len(k) == len(headerAuthToken) && bytes.EqualFold(k, []byte(headerAuthToken)):
+			tokens++
+			token = v
+		}
+	}
+	return userID, token, users == 1 && tokens == 1 && len(userID) > 0 && len(token) > 0
+}
+
+const (
+	headerUserID    = "X-User-Id"
+	headerAuthToken = "X-Auth-Token"
+)
+
+// rawQuery returns the raw query of the request-target: the bytes after the
+// first '?', undecoded.
+func rawQuery(h *fasthttp.RequestHeader) []byte {
+	uri := h.RequestURI()
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		return uri[i+1:]
+	}
+	return nil
+}
+
+// failureLog reports Store failures at Warn at most once per
+// failureLogEvery, so an outage cannot flood the logs; per-request detail
+// is in the metrics.
+type failureLog struct {
+	last       atomic.Int64 // unix nanoseconds of the last report
+	suppressed atomic.Int64
+}
+
+const failureLogEvery = 10 * time.Second
+
+func (f *failureLog) report(log *zap.Logger, err error) {
+	now := time.Now().UnixNano()
+	last := f.last.Load()
+	if now-last < int64(failureLogEvery) || !f.last.CompareAndSwap(last, now) {
+		f.suppressed.Add(1)
+		return
+	}
+	// err comes from the Store, which never puts keys (they hold the hashed
+	// token) in its errors.
+	log.Warn("session lookup failed", zap.Error(err), zap.Int64("suppressed", f.suppressed.Swap(0)))
+}
