@@ -7,9 +7,9 @@
 #     -e SESSIONGATE_UPSTREAM_URL=http://rocketchat:3000 \
 #     -e SESSIONGATE_REDIS_URL=redis://redis:6379/0 sessiongate
 #
-# Health: the final image has no shell and no curl, so there is no
-# HEALTHCHECK. Probe the admin port from outside instead, as the Kubernetes
-# manifests do: GET :9090/healthz (liveness) and GET :9090/readyz (readiness).
+# Health: the final image has no shell and no curl; `sessiongate healthcheck`
+# asks the admin listener's /readyz itself (exit 0 when ready). Kubernetes
+# probes GET :9090/healthz (liveness) and GET :9090/readyz (readiness) instead.
 
 ARG GO_VERSION=1.26.8
 
@@ -31,4 +31,6 @@ COPY --from=build /out/sessiongate /sessiongate
 USER nonroot:nonroot
 # 8080: clients (listen); 9090: probes and metrics (admin.listen).
 EXPOSE 8080 9090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/sessiongate", "healthcheck"]
 ENTRYPOINT ["/sessiongate"]

@@ -53,7 +53,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "sessiongate %s\n", version)
 		return exitOK
-	case "", "check-config", "demo", "mirror":
+	case "", "check-config", "demo", "mirror", "healthcheck":
 	default:
 		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate --help)\n", cmd)
 		return exitConfig
@@ -72,6 +72,20 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sessiongate: %s\n", line)
 		}
 		return exitConfig
+	}
+	if cmd == "healthcheck" {
+		// For container HEALTHCHECKs: the image has no shell or curl.
+		if cfg.Admin.Listen == "" {
+			fmt.Fprintln(stderr, "sessiongate: healthcheck: admin.listen is empty")
+			return exitFailed
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := proxy.Probe(ctx, cfg.Admin.Listen); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: healthcheck: %v\n", err)
+			return exitFailed
+		}
+		return exitOK
 	}
 	if cmd == "check-config" {
 		if err := config.Print(stdout, cfg); err != nil {

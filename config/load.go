@@ -53,6 +53,7 @@ func Usage(w io.Writer, name string) {
 	fmt.Fprintf(w, "  demo          run a self-contained demo (embedded Redis and stand-in Rocket.Chat)\n")
 	fmt.Fprintf(w, "  mirror        copy Rocket.Chat's sessions and login tokens from MongoDB into Redis\n")
 	fmt.Fprintf(w, "  check-config  validate the configuration, print it with secrets redacted\n")
+	fmt.Fprintf(w, "  healthcheck   exit 0 if the running sessiongate's /readyz answers 200 (for container HEALTHCHECKs)\n")
 	fmt.Fprintf(w, "  version       print the version\n\n")
 	fmt.Fprintf(w, "Flags (precedence: defaults < --config file < SESSIONGATE_* environment < flags):\n")
 	fmt.Fprint(w, fs.FlagUsages())

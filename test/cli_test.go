@@ -77,3 +77,29 @@ func TestStartsProxiesAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("exit code after SIGTERM: got %d, want 0", code)
 	}
 }
+
+func TestHealthcheckCommand(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	rds := StartRedis(t)
+	env := GateEnv(up.URL, rds.URL())
+	env["SESSIONGATE_SHUTDOWN_DELAY"] = "3s"
+	g := StartGate(t, env)
+	admin := strings.TrimPrefix(g.AdminURL, "http://")
+
+	if code, out := RunGate(t, map[string]string{"SESSIONGATE_ADMIN_LISTEN": admin}, "healthcheck"); code != 0 {
+		t.Fatalf("healthcheck of a ready gate: got exit %d (%s), want 0", code, out)
+	}
+	// Draining: /readyz turns 503 during shutdown.delay, so the check fails.
+	g.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	if code, _ := RunGate(t, map[string]string{"SESSIONGATE_ADMIN_LISTEN": admin}, "healthcheck"); code != 1 {
+		t.Fatalf("healthcheck of a draining gate: got exit %d, want 1", code)
+	}
+	if code := g.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit after SIGTERM: got %d, want 0", code)
+	}
+	if code, _ := RunGate(t, map[string]string{"SESSIONGATE_ADMIN_LISTEN": admin}, "healthcheck"); code != 1 {
+		t.Fatalf("healthcheck with nothing listening: got exit %d, want 1", code)
+	}
+}

@@ -309,11 +309,15 @@ func TestComposeFile(t *testing.T) {
 		if s.Build == nil && !pinned(s.Image) {
 			t.Errorf("%s: image %q is not pinned", name, s.Image)
 		}
-		// distroless has no shell or curl: sessiongate and mirror have no
-		// healthcheck; every other service does.
+		// Every service has a healthcheck but the mirror, which serves
+		// nothing; sessiongate's runs the binary itself (distroless has no
+		// shell or curl).
 		hasCheck := s.HealthCheck != nil && len(s.HealthCheck.Test) > 0
-		if isGate := name == "sessiongate" || name == "mirror"; hasCheck == isGate {
+		if hasCheck == (name == "mirror") {
 			t.Errorf("%s: healthcheck present = %v", name, hasCheck)
+		}
+		if name == "sessiongate" && hasCheck && !slices.Equal(s.HealthCheck.Test, []string{"CMD", "/sessiongate", "healthcheck"}) {
+			t.Errorf("sessiongate: healthcheck %q, want the binary's own healthcheck command", s.HealthCheck.Test)
 		}
 		for dep, cond := range s.DependsOn {
 			if cond.Condition == "" {
