@@ -19,7 +19,6 @@ package test
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,17 +27,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 )
 
 // fuzzLogin is the seeded login the corpus's intercepted requests use.
@@ -284,12 +278,12 @@ func FuzzRawRequest(f *testing.F) {
 		if len(input) > 64<<10 {
 			return
 		}
-		if _, err := fuzzExchange(fg.addr, input); err != nil {
+		if _, err := fuzzExchange(fg.Addr, input); err != nil {
 			t.Fatalf("input %q: %v", fuzzShort(input), err)
 		}
 		select {
 		case <-fg.exited:
-			t.Fatalf("sessiongate exited on input %q:\n%s", fuzzShort(input), fg.logs.String())
+			t.Fatalf("sessiongate exited on input %q:\n%s", fuzzShort(input), fg.Logs())
 		default:
 		}
 	})
@@ -303,104 +297,20 @@ func fuzzShort(b []byte) []byte {
 	return append(append(b[:150:150], "…"...), b[len(b)-150:]...)
 }
 
-// fuzzGate is a gate for FuzzRawRequest. The harness's StartGate and
-// StartRedis take a *testing.T, which a fuzz target's setup does not have,
-// so this starts the same binary the same way with a testing.TB.
-type fuzzGate struct {
-	addr   string
-	logs   *syncBuffer
-	exited chan struct{}
-}
-
-func startFuzzGate(tb testing.TB) *fuzzGate {
+// startFuzzGate starts a gate for FuzzRawRequest: info-level logs, no
+// admin listener, short timeouts so a hostile input cannot stall the run.
+func startFuzzGate(tb testing.TB) *Gate {
 	tb.Helper()
 	up := fuzzUpstream()
 	tb.Cleanup(up.Close)
+	r := StartRedis(tb)
+	hostileSeed(tb, r.Client(), fuzzLogin)
 
-	redisAddr := fuzzRedis(tb)
-	rc := redis.NewClient(&redis.Options{Addr: redisAddr, DisableIdentity: true, Protocol: 2})
-	defer rc.Close()
-	hostileSeed(tb, rc, fuzzLogin)
-
-	env := GateEnv(up.URL, "redis://"+redisAddr+"/0")
+	env := GateEnv(up.URL, r.URL())
 	env["SESSIONGATE_LOG_LEVEL"] = "info"
 	env["SESSIONGATE_LOG_ACCESS"] = "false"
 	env["SESSIONGATE_ADMIN_LISTEN"] = ""
 	env["SESSIONGATE_PROXY_READ_HEADER_TIMEOUT"] = "2s"
 	env["SESSIONGATE_UPSTREAM_RESPONSE_HEADER_TIMEOUT"] = "3s"
-	cmd := exec.Command(binary)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	fg := &fuzzGate{logs: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = fg.logs, fg.logs
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start sessiongate: %v", err)
-	}
-	go func() {
-		cmd.Wait()
-		close(fg.exited)
-	}()
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		<-fg.exited
-	})
-	for deadline := time.Now().Add(10 * time.Second); fg.addr == ""; time.Sleep(10 * time.Millisecond) {
-		for _, line := range strings.Split(fg.logs.String(), "\n") {
-			var m struct{ Msg, Listen string }
-			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "serving" {
-				fg.addr = m.Listen
-			}
-		}
-		select {
-		case <-fg.exited:
-			tb.Fatalf("sessiongate exited before serving:\n%s", fg.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("sessiongate did not start in 10 s:\n%s", fg.logs.String())
-		}
-	}
-	return fg
-}
-
-// fuzzRedis starts a redis-server (or, where there is none, miniredis) on a
-// free loopback port for tb and returns its address.
-func fuzzRedis(tb testing.TB) string {
-	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		m := miniredis.NewMiniRedis()
-		if err := m.Start(); err != nil {
-			tb.Fatalf("miniredis: %v", err)
-		}
-		tb.Cleanup(m.Close)
-		return m.Addr()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	dir := tb.TempDir()
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("redis-server: %v", err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("redis-server on %s did not start", addr)
-		}
-	}
+	return StartGate(tb, env)
 }

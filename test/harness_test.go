@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 // Redis is a Redis server owned by one test: a redis-server process on a
 // free loopback port, or (only where redis-server is missing) miniredis.
 type Redis struct {
-	t    *testing.T
+	t    testing.TB
 	Addr string
 	dir  string
 	args []string
@@ -73,7 +73,7 @@ type Redis struct {
 
 // StartRedis starts a Redis for t and stops it at cleanup. extra are
 // additional redis-server arguments (e.g. "--requirepass", "x").
-func StartRedis(t *testing.T, extra ...string) *Redis {
+func StartRedis(t testing.TB, extra ...string) *Redis {
 	t.Helper()
 	r := &Redis{t: t}
 	if _, err := exec.LookPath("redis-server"); err != nil {
@@ -170,7 +170,7 @@ func (r *Redis) Client() *redis.Client {
 func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t *testing.T) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -182,7 +182,7 @@ func FreePort(t *testing.T) int {
 
 // Gate is a running sessiongate process.
 type Gate struct {
-	t         *testing.T
+	t         testing.TB
 	cmd       *exec.Cmd
 	URL       string // http://127.0.0.1:port of the client listener
 	Addr      string // 127.0.0.1:port of the client listener
@@ -209,7 +209,7 @@ func GateEnv(upstreamURL, redisURL string) map[string]string {
 
 // StartGate runs the binary with env (on top of a clean environment) and
 // args, waits until /readyz answers 200, and stops it at cleanup.
-func StartGate(t *testing.T, env map[string]string, args ...string) *Gate {
+func StartGate(t testing.TB, env map[string]string, args ...string) *Gate {
 	t.Helper()
 	g := &Gate{t: t, logs: &syncBuffer{}, exited: make(chan struct{})}
 	g.cmd = exec.Command(binary, args...)
@@ -348,7 +348,7 @@ func (g *Gate) RSS() int64 {
 
 // RunGate runs the binary to completion with env and args and returns its
 // exit code and combined output (for --help, version, bad configuration).
-func RunGate(t *testing.T, env map[string]string, args ...string) (int, string) {
+func RunGate(t testing.TB, env map[string]string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
