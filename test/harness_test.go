@@ -53,11 +53,22 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "redis-server not on PATH and %s=1 forbids the miniredis fallback\n", requireRedisEnv)
 			os.Exit(1)
 		}
-		fmt.Fprintln(os.Stderr, "NOTE: redis-server not found on PATH; tests fall back to miniredis, an embedded Redis-protocol server. Install redis-server to test against real Redis.")
+		notice("NOTE: redis-server not found on PATH; the black-box tests fall back to miniredis, an embedded Redis-protocol server, and skip what needs a real server (Cluster, Sentinel, pausing). Install redis-server to test against real Redis.")
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// notice writes msg where a person running `go test ./...` sees it: go test
+// shows a passing package's output only with -v, so it goes to the
+// terminal (when there is one) as well as to stderr.
+func notice(msg string) {
+	fmt.Fprintln(os.Stderr, msg)
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintln(tty, msg)
+		tty.Close()
+	}
 }
 
 // Redis is a Redis server owned by one test: a redis-server process on a
