@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	}
 	defer rdb.Close()
 	store := redisstore.New(rdb, cfg.Redis.KeyPrefix)
+	defer store.Close()
 
 	// With mirror.max_lag set, the route is forwarded while the mirror's
 	// heartbeat is older than that: stale data is worse than a slower answer.

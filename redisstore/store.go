@@ -24,15 +24,49 @@ var _ sessions.Store = (*Store)(nil)
 // Redis or of the connection and is wrapped. Errors never contain a key: a
 // token key holds the hashed token.
 //
+// Two implementations sit behind Store. On a standalone server or a
+// Sentinel master (client is a *redis.Client, as NewClient returns for
+// both), lookups go over Store's own connections in RESP2 (direct), which
+// allocate nothing but the document of a hit; on Cluster, and for any other
+// UniversalClient, they go through go-redis, which knows the slots.
+//
 // Store is safe for concurrent use.
 type Store struct {
 	client redis.UniversalClient
 	keys   Keys
+	direct *direct // nil: lookups through client
 }
 
-// New returns a Store using client and the key prefix.
+// New returns a Store using client and the key prefix. With a
+// *redis.Client, lookups use connections of Store's own, dialed with
+// client's options (address, TLS, user, password, database, Sentinel
+// master, pool size); close them with Close. Ping always uses client.
 func New(client redis.UniversalClient, prefix string) *Store {
-	return &Store{client: client, keys: Keys{Prefix: prefix}}
+	s := &Store{client: client, keys: Keys{Prefix: prefix}}
+	if c, ok := client.(*redis.Client); ok && directCovers(c.Options()) {
+		s.direct = newDirect(c, s.keys)
+	}
+	return s
+}
+
+// directCovers reports whether direct connections can do everything the
+// client's options ask of a connection: AUTH with a fixed user and
+// password, SELECT, TLS and the Sentinel master (both inside the dialer).
+// Credentials from a callback, an OnConnect hook or a rate Limiter are
+// go-redis's to apply, so such a client keeps the go-redis path. NewClient
+// sets none of them.
+func directCovers(opt *redis.Options) bool {
+	return opt.CredentialsProvider == nil && opt.CredentialsProviderContext == nil &&
+		opt.StreamingCredentialsProvider == nil && opt.OnConnect == nil && opt.Limiter == nil &&
+		opt.Dialer != nil
+}
+
+// Close closes Store's own connections, not the client given to New.
+func (s *Store) Close() error {
+	if s.direct != nil {
+		return s.direct.Close()
+	}
+	return nil
 }
 
 // Ping checks Redis is reachable.
@@ -46,6 +80,11 @@ var errShortReply = errors.New("redisstore: mget: wrong number of values")
 // MGET and returns the session document. The ids must have been checked to
 // hold no '{' or '}' (see Keys); the slices are not kept.
 func (s *Store) Session(ctx context.Context, userID, hashedToken, sessionID []byte) (string, error) {
+	if s.direct != nil {
+		return s.direct.Session(ctx, userID, hashedToken, sessionID)
+	}
+	ctx, cancel := withDone(ctx)
+	defer cancel()
 	tokenKey, sessionKey := s.lookupKeys(userID, hashedToken, sessionID)
 	vals, err := s.client.MGet(ctx, tokenKey, sessionKey).Result()
 	if err != nil {
@@ -67,6 +106,11 @@ func (s *Store) Session(ctx context.Context, userID, hashedToken, sessionID []by
 // Authenticate checks that the token key of userID exists, with one
 // EXISTS.
 func (s *Store) Authenticate(ctx context.Context, userID, hashedToken []byte) error {
+	if s.direct != nil {
+		return s.direct.Authenticate(ctx, userID, hashedToken)
+	}
+	ctx, cancel := withDone(ctx)
+	defer cancel()
 	var buf [256]byte
 	key := string(s.keys.AppendTokenKey(buf[:0], userID, hashedToken))
 	n, err := s.client.Exists(ctx, key).Result()
@@ -86,4 +130,23 @@ func (s *Store) lookupKeys(userID, hashedToken, sessionID []byte) (tokenKey, ses
 	n := len(b)
 	both := string(s.keys.AppendSessionKey(b, userID, sessionID))
 	return both[:n], both[n:]
+}
+
+// withDone gives go-redis a context whose Done closes at the deadline when
+// ctx has a deadline but no Done (sessions.Handler's deadline-only
+// context). go-redis takes its socket deadlines from ctx.Deadline()
+// (ContextTimeoutEnabled), but waits for a pool turn or a Cluster
+// redirection on ctx.Done(): with a nil Done, only PoolTimeout would bound
+// that wait. The Cluster path keeps the bound it always had, at the cost of
+// context.WithDeadline's allocations, which only the direct path avoids.
+// context.WithDeadline(ctx, d) would not do: with ctx's own deadline no
+// later than d it returns a cancel-only context that never times out.
+func withDone(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Done() != nil {
+		return ctx, func() {}
+	}
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.WithoutCancel(ctx), d)
+	}
+	return ctx, func() {}
 }

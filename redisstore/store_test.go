@@ -27,7 +27,7 @@ type storeTestServer struct {
 	cmd  *exec.Cmd // nil for miniredis
 }
 
-func startStoreTestServer(t *testing.T) *storeTestServer {
+func startStoreTestServer(t testing.TB) *storeTestServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		m := miniredis.RunT(t)
@@ -60,7 +60,7 @@ func startStoreTestServer(t *testing.T) *storeTestServer {
 	}
 }
 
-func (s *storeTestServer) client(t *testing.T) redis.UniversalClient {
+func (s *storeTestServer) client(t testing.TB) redis.UniversalClient {
 	t.Helper()
 	rdb, err := redisstore.NewClient(&config.Redis{URL: "redis://" + s.addr + "/0", Timeout: time.Second, DialTimeout: time.Second})
 	if err != nil {
@@ -72,7 +72,7 @@ func (s *storeTestServer) client(t *testing.T) redis.UniversalClient {
 
 const storeTestPrefix = "rc:"
 
-func storeSeed(t *testing.T, rdb redis.UniversalClient, userID, token string, sessions map[string]string) {
+func storeSeed(t testing.TB, rdb redis.UniversalClient, userID, token string, sessions map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	keys := redisstore.Keys{Prefix: storeTestPrefix}
