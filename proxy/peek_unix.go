@@ -4,63 +4,62 @@ package proxy
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"syscall"
 )
 
 // peerClosed reports whether the peer of c has closed or reset the
-// connection, or sent bytes nobody asked for, without blocking and without
-// consuming anything: one recv(MSG_PEEK|MSG_DONTWAIT). An idle keep-alive
-// connection is healthy exactly when that recv would block (EAGAIN).
-// Connections that expose no file descriptor are assumed alive.
+// connection, or sent bytes nobody asked for: on an idle upstream
+// connection, at best a stray response, so it is not reusable. An idle
+// keep-alive connection is healthy exactly when a read would block.
 func peerClosed(c net.Conn) bool {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	closed := false
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EINTR:
-		case err != nil, n == 0, n > 0:
-			// An error, EOF, or unsolicited data (on an idle upstream
-			// connection, at best a stray response): not reusable.
-			closed = true
-		}
-		return true
-	})
-	return closed || err != nil
+	n, err := peek(c)
+	return n != 0 || err != nil
 }
 
 // clientGone reports whether a client connection was closed or reset by its
 // peer. Unlike peerClosed, pipelined bytes waiting on it mean it is alive.
 func clientGone(c net.Conn) bool {
+	n, err := peek(c)
+	return n == 0 && err != nil
+}
+
+// peek looks at c's socket without blocking and without consuming
+// anything: one recv(MSG_PEEK|MSG_DONTWAIT). It returns n > 0 when bytes
+// are waiting, (0, nil) when a read would block, and an error (io.EOF for an
+// orderly close) otherwise. Connections that expose no file descriptor look
+// idle and alive.
+func peek(c net.Conn) (int, error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return 0, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return true
+		return 0, err
 	}
-	gone := false
+	var n int
+	var rerr error
 	var b [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		gone = (err == nil && n == 0) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
+		m, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == syscall.EAGAIN || err == syscall.EINTR:
+		case err != nil:
+			rerr = err
+		case m == 0:
+			rerr = io.EOF
+		default:
+			n = m
+		}
 		return true
 	})
-	return gone || err != nil
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
 }
