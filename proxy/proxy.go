@@ -126,7 +126,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 		// The client-address headers are written into the upstream head
 		// by appendRequestHead (clientaddr.go), after hop-by-hop removal.
-		p.fwd.serve(p, ctx)
+		p.fwd.serve(p, ctx, start)
 	}
 	status := ctx.Response.StatusCode()
 	elapsed := time.Since(start)

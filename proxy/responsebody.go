@@ -136,7 +136,7 @@ func (b *responseBody) fill(p []byte) (int, error) {
 // waitBuffered arms the inactivity deadline before a read that will wait.
 func (b *responseBody) waitBuffered() {
 	if b.uc.br.Buffered() == 0 {
-		b.uc.conn.SetReadDeadline(time.Now().Add(b.f.responseHeaderTimeout))
+		b.uc.setReadDeadline(time.Now().Add(b.f.responseHeaderTimeout))
 	}
 }
 
