@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // loadCase is one request-rate case of issue 5. The first target is
@@ -141,7 +143,7 @@ func (h *harness) runRounds(ctx context.Context) error {
 			}
 		}
 	}
-	if m, err := readMem(g.p.pid()); err == nil {
+	if m, err := proc.ReadMem(g.p.PID()); err == nil {
 		h.res.Notes = append(h.res.Notes, fmt.Sprintf("sessiongate after the load rounds: RSS %s, peak %s", fmtMiB(m.RSS), fmtMiB(m.HWM)))
 	}
 	return nil
@@ -225,10 +227,10 @@ func (h *harness) runTransfers(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				r = transfer(ctx, target, "http://"+g.addr, dir, h.o.transferSize, g.p.pid(), false)
+				r = transfer(ctx, target, "http://"+g.addr, dir, h.o.transferSize, g.p.PID(), false)
 				h.stopGate(g)
 			case tNginx:
-				r = transfer(ctx, target, "http://"+h.nginxAddr, dir, h.o.transferSize, h.nginxProc.pid(), true)
+				r = transfer(ctx, target, "http://"+h.nginxAddr, dir, h.o.transferSize, h.nginxProc.PID(), true)
 			default:
 				r = transfer(ctx, target, "http://"+h.upstreamAddr, dir, h.o.transferSize, 0, false)
 			}
@@ -253,9 +255,9 @@ func (h *harness) runTunnels(ctx context.Context) error {
 	}
 	defer h.stopGate(g)
 	targets := []tunnelTarget{
-		{name: tGate, addr: g.addr, pids: func() []int { return []int{g.p.pid()} }, metrics: g.admin + "/metrics"},
+		{name: tGate, addr: g.addr, pids: func() []int { return []int{g.p.PID()} }, metrics: g.admin + "/metrics"},
 		{name: tNginx, addr: h.nginxAddr, pids: func() []int {
-			return append([]int{h.nginxProc.pid()}, children(h.nginxProc.pid())...)
+			return append([]int{h.nginxProc.PID()}, proc.Children(h.nginxProc.PID())...)
 		}},
 	}
 	for _, t := range targets {

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // Target names, as they appear in the report.
@@ -146,7 +147,7 @@ type harness struct {
 	src    string // sessiongate's source tree (-src, default root)
 	tmp    string
 	outDir string
-	procs  *procSet
+	procs  *proc.Set
 	cases  map[string]bool
 	report io.Writer // stdout and results.txt
 	txt    *os.File
@@ -158,7 +159,7 @@ type harness struct {
 	upstreamAddr string
 	floorAddr    string
 	nginxAddr    string
-	nginxProc    *proc
+	nginxProc    *proc.Proc
 	gates        int
 
 	res results
@@ -219,12 +220,18 @@ func newHarness(o options) (*harness, error) {
 	if h.tmp, err = os.MkdirTemp("", "sessiongate-bench-"); err != nil {
 		return nil, err
 	}
-	h.procs = &procSet{logDir: filepath.Join(h.outDir, "logs")}
+	// The Go runtime knobs pass through if the person running the harness set
+	// them on purpose; a reused -out folder gets fresh logs.
+	h.procs = &proc.Set{
+		Dir:      filepath.Join(h.outDir, "logs"),
+		Env:      proc.CleanEnv("GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"),
+		Truncate: true,
+	}
 	return h, nil
 }
 
 func (h *harness) close() {
-	h.procs.stopAll()
+	h.procs.StopAll()
 	if h.o.keep {
 		fmt.Fprintf(os.Stderr, "bench: kept %s\n", h.tmp)
 	} else {
@@ -411,18 +418,18 @@ func (h *harness) startServices(ctx context.Context) error {
 	// Redis: its own server on a free port, never the machine's 6379; no
 	// persistence.
 	var err error
-	if h.redisAddr, err = freeAddr(); err != nil {
+	if h.redisAddr, err = proc.FreeAddr(); err != nil {
 		return err
 	}
 	_, port, _ := strings.Cut(h.redisAddr, ":")
 	rdir := filepath.Join(h.tmp, "redis")
 	os.MkdirAll(rdir, 0o755)
-	rp, err := h.procs.start("redis-server", "redis-server", []string{"--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", rdir}, nil)
+	rp, err := h.procs.Start("redis-server", nil, "redis-server", "--port", port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", rdir)
 	if err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, rp, h.redisAddr, 10*time.Second); err != nil {
+	if err := proc.WaitTCP(ctx, rp, h.redisAddr, 10*time.Second); err != nil {
 		return err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: h.redisAddr, Protocol: 2, DisableIdentity: true})
@@ -437,30 +444,30 @@ func (h *harness) startServices(ctx context.Context) error {
 		h.o.users, tokensPerUser, sessionsPerUser, keys, time.Since(t0).Seconds(), len(sessionDoc(0, 0))))
 
 	// The stand-in upstream and the floor.
-	if h.upstreamAddr, err = freeAddr(); err != nil {
+	if h.upstreamAddr, err = proc.FreeAddr(); err != nil {
 		return err
 	}
-	up, err := h.procs.start("upstream", h.bins["upstream"], []string{"-listen", h.upstreamAddr}, nil)
+	up, err := h.procs.Start("upstream", nil, h.bins["upstream"], "-listen", h.upstreamAddr)
 	if err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, up, h.upstreamAddr, 10*time.Second); err != nil {
+	if err := proc.WaitTCP(ctx, up, h.upstreamAddr, 10*time.Second); err != nil {
 		return err
 	}
-	if h.floorAddr, err = freeAddr(); err != nil {
+	if h.floorAddr, err = proc.FreeAddr(); err != nil {
 		return err
 	}
-	fl, err := h.procs.start("floor", h.bins["floor"], []string{"-listen", h.floorAddr,
-		"-redis", "redis://" + h.redisAddr + "/0", "-prefix", keyPrefix}, nil)
+	fl, err := h.procs.Start("floor", nil, h.bins["floor"], "-listen", h.floorAddr,
+		"-redis", "redis://"+h.redisAddr+"/0", "-prefix", keyPrefix)
 	if err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, fl, h.floorAddr, 10*time.Second); err != nil {
+	if err := proc.WaitTCP(ctx, fl, h.floorAddr, 10*time.Second); err != nil {
 		return err
 	}
 
 	// nginx, the peer.
-	if h.nginxAddr, err = freeAddr(); err != nil {
+	if h.nginxAddr, err = proc.FreeAddr(); err != nil {
 		return err
 	}
 	ndir := filepath.Join(h.tmp, "nginx")
@@ -468,10 +475,10 @@ func (h *harness) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if h.nginxProc, err = h.procs.start("nginx", "nginx", nginxArgs(ndir, conf), nil); err != nil {
+	if h.nginxProc, err = h.procs.Start("nginx", nil, "nginx", nginxArgs(ndir, conf)...); err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, h.nginxProc, h.nginxAddr, 10*time.Second); err != nil {
+	if err := proc.WaitTCP(ctx, h.nginxProc, h.nginxAddr, 10*time.Second); err != nil {
 		b, _ := os.ReadFile(filepath.Join(ndir, "error.log"))
 		return fmt.Errorf("%w\nnginx error.log:\n%s", err, b)
 	}
@@ -481,7 +488,7 @@ func (h *harness) startServices(ctx context.Context) error {
 
 // gate is one running sessiongate.
 type gate struct {
-	p     *proc
+	p     *proc.Proc
 	addr  string
 	admin string // http://host:port
 }
@@ -490,32 +497,31 @@ type gate struct {
 // on, info-level logs to its log file, no shutdown delay.
 func (h *harness) startGate(ctx context.Context) (*gate, error) {
 	h.gates++
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeAddr()
+	admin, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	env := append(baseEnv(),
-		"SESSIONGATE_LISTEN="+addr,
-		"SESSIONGATE_ADMIN_LISTEN="+admin,
-		"SESSIONGATE_UPSTREAM_URL=http://"+h.upstreamAddr,
-		"SESSIONGATE_REDIS_URL=redis://"+h.redisAddr+"/0",
-		"SESSIONGATE_REDIS_KEY_PREFIX="+keyPrefix,
+	env := append([]string{
+		"SESSIONGATE_LISTEN=" + addr,
+		"SESSIONGATE_ADMIN_LISTEN=" + admin,
+		"SESSIONGATE_UPSTREAM_URL=http://" + h.upstreamAddr,
+		"SESSIONGATE_REDIS_URL=redis://" + h.redisAddr + "/0",
+		"SESSIONGATE_REDIS_KEY_PREFIX=" + keyPrefix,
 		"SESSIONGATE_LOG_LEVEL=info",
 		"SESSIONGATE_LOG_ACCESS=false",
 		"SESSIONGATE_SHUTDOWN_DELAY=0s",
 		"SESSIONGATE_SHUTDOWN_TIMEOUT=5s",
-	)
-	env = append(env, h.o.gateEnv...)
-	p, err := h.procs.start(fmt.Sprintf("sessiongate-%d", h.gates), h.bins["sessiongate"], nil, env)
+	}, h.o.gateEnv...)
+	p, err := h.procs.Start(fmt.Sprintf("sessiongate-%d", h.gates), env, h.bins["sessiongate"])
 	if err != nil {
 		return nil, err
 	}
 	g := &gate{p: p, addr: addr, admin: "http://" + admin}
-	if err := waitTCP(ctx, p, addr, 10*time.Second); err != nil {
+	if err := proc.WaitTCP(ctx, p, addr, 10*time.Second); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -528,30 +534,22 @@ func (h *harness) startGate(ctx context.Context) (*gate, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("sessiongate not ready after 10s (see %s)", p.log.Name())
+			return nil, fmt.Errorf("sessiongate not ready after 10s (see %s)", p.LogPath())
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := proc.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
 }
 
 func (h *harness) stopGate(g *gate) {
-	g.p.stop()
+	g.p.Stop(5 * time.Second)
 }
 
 // describe records the machine, the versions, the tree and the setup at the
 // top of the report.
 func (h *harness) describe() {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
+	cpu := proc.CPUModel()
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	load := loadAvg()
 	m := []string{

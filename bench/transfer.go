@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // transferResult is one large upload or download through one target.
@@ -60,21 +62,21 @@ func transfer(ctx context.Context, target, base, dir string, size int64, pid int
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 
-	var sampler *peakSampler
+	var sampler *proc.Peak
 	if pid > 0 {
 		read := func() int64 {
 			if tree {
-				return treeRSS(pid)
+				return proc.TreeRSS(pid)
 			}
-			m, _ := readMem(pid)
+			m, _ := proc.ReadMem(pid)
 			return m.RSS
 		}
 		res.BaseRSS = read()
 		res.PeakHow = "sampled"
-		if !tree && resetPeak(pid) == nil {
+		if !tree && proc.ResetPeak(pid) == nil {
 			res.PeakHow = "VmHWM"
 		}
-		sampler = samplePeak(read)
+		sampler = proc.SamplePeak(read)
 	}
 
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
@@ -89,9 +91,9 @@ func transfer(ctx context.Context, target, base, dir string, size int64, pid int
 	}
 	res.Seconds = time.Since(start).Seconds()
 	if sampler != nil {
-		res.PeakRSS = sampler.stop()
+		res.PeakRSS = sampler.Stop()
 		if res.PeakHow == "VmHWM" {
-			if m, e := readMem(pid); e == nil && m.HWM > res.PeakRSS {
+			if m, e := proc.ReadMem(pid); e == nil && m.HWM > res.PeakRSS {
 				res.PeakRSS = m.HWM
 			}
 		}

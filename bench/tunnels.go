@@ -9,12 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // tunnelResult is the idle-WebSocket case for one target.
@@ -114,7 +115,7 @@ type tunnelTarget struct {
 func (t tunnelTarget) rss() int64 {
 	var total int64
 	for _, pid := range t.pids() {
-		if m, err := readMem(pid); err == nil {
+		if m, err := proc.ReadMem(pid); err == nil {
 			total += m.RSS
 		}
 	}
@@ -126,8 +127,8 @@ func (t tunnelTarget) rss() int64 {
 func (t tunnelTarget) fds() int {
 	total := 0
 	for _, pid := range t.pids() {
-		ents, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-		total += len(ents)
+		n, _ := proc.FDs(pid)
+		total += n
 	}
 	return total
 }
@@ -145,7 +146,7 @@ func holdTunnels(ctx context.Context, t tunnelTarget, n int) tunnelResult {
 		return res
 	}
 	first.Close()
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+	if err := proc.Sleep(ctx, 500*time.Millisecond); err != nil {
 		res.Err = err.Error()
 		return res
 	}
@@ -197,7 +198,7 @@ func holdTunnels(ctx context.Context, t tunnelTarget, n int) tunnelResult {
 	}
 
 	// Idle for a moment: lazy allocations done, nothing in flight.
-	sleep(ctx, time.Second)
+	proc.Sleep(ctx, time.Second)
 	res.RSSAfter = t.rss()
 	res.FDsAfter = t.fds()
 	if t.metrics != "" {
@@ -217,7 +218,7 @@ func holdTunnels(ctx context.Context, t tunnelTarget, n int) tunnelResult {
 			res.CloseSeconds = time.Since(closeStart).Seconds()
 			break
 		}
-		sleep(ctx, 50*time.Millisecond)
+		proc.Sleep(ctx, 50*time.Millisecond)
 	}
 	return res
 }

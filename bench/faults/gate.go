@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // gate is a running sessiongate child.
 type gate struct {
-	p        *proc
+	p        *proc.Proc
 	addr     string // client listener, 127.0.0.1:port
 	adminURL string
 }
@@ -61,19 +63,19 @@ func envSummary(env map[string]string) string {
 }
 
 // startGate runs the binary and waits for its "serving" line and /readyz.
-func startGate(ps *procs, bin, name string, env map[string]string) (*gate, error) {
+func startGate(ps *proc.Set, bin, name string, env map[string]string) (*gate, error) {
 	var kv []string
 	for k, v := range env {
 		kv = append(kv, k+"="+v)
 	}
-	p, err := ps.start(name, kv, bin)
+	p, err := ps.Start(name, kv, bin)
 	if err != nil {
 		return nil, err
 	}
 	g := &gate{p: p}
 	deadline := time.Now().Add(15 * time.Second)
 	for g.addr == "" {
-		if f, err := os.Open(p.logPath); err == nil {
+		if f, err := os.Open(p.LogPath()); err == nil {
 			sc := bufio.NewScanner(f)
 			sc.Buffer(make([]byte, 64<<10), 1<<20)
 			for sc.Scan() {
@@ -84,17 +86,17 @@ func startGate(ps *procs, bin, name string, env map[string]string) (*gate, error
 			}
 			f.Close()
 		}
-		if p.exited() {
-			return nil, fmt.Errorf("sessiongate exited before serving (see %s)", p.logPath)
+		if p.Exited() {
+			return nil, fmt.Errorf("sessiongate exited before serving (see %s)", p.LogPath())
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("sessiongate not serving after 15 s (see %s)", p.logPath)
+			return nil, fmt.Errorf("sessiongate not serving after 15 s (see %s)", p.LogPath())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for g.ready() != 200 {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("sessiongate not ready after 15 s (see %s)", p.logPath)
+			return nil, fmt.Errorf("sessiongate not ready after 15 s (see %s)", p.LogPath())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -139,11 +141,18 @@ func (g *gate) metrics() map[string]float64 {
 	return out
 }
 
+// usage is what a process holds at one moment.
+type usage struct {
+	RSS        int64 // bytes, VmRSS
+	FDs        int   // entries in /proc/<pid>/fd
+	Goroutines int   // go_goroutines from /metrics; -1 when unknown
+}
+
 // usage samples RSS, open fds and goroutines.
 func (g *gate) usage() usage {
 	u := usage{Goroutines: -1}
-	u.RSS, _ = readRSS(g.p.pid())
-	u.FDs, _ = countFDs(g.p.pid())
+	u.RSS, _ = proc.RSS(g.p.PID())
+	u.FDs, _ = proc.FDs(g.p.PID())
 	if v, ok := g.metrics()["go_goroutines"]; ok {
 		u.Goroutines = int(v)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // redisServer is a redis-server child on a fixed loopback port that can be
@@ -20,20 +21,20 @@ import (
 // loaded again at every start, so a restarted server comes back with the
 // data a persistent production Redis would have.
 type redisServer struct {
-	ps    *procs
+	ps    *proc.Set
 	name  string
 	addr  string
 	dir   string
 	extra []string
-	p     *proc
+	p     *proc.Proc
 }
 
-func newRedis(ps *procs, name string, extra ...string) (*redisServer, error) {
-	addr, err := freeAddr()
+func newRedis(ps *proc.Set, name string, extra ...string) (*redisServer, error) {
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(ps.dir, name)
+	dir := filepath.Join(ps.Dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -50,21 +51,21 @@ func (r *redisServer) port() string {
 func (r *redisServer) start() error {
 	args := append([]string{"--port", r.port(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--dbfilename", "dump.rdb"}, r.extra...)
-	p, err := r.ps.start(r.name, nil, "redis-server", args...)
+	p, err := r.ps.Start(r.name, nil, "redis-server", args...)
 	if err != nil {
 		return err
 	}
 	r.p = p
-	return waitTCP(p, r.addr, 10*time.Second)
+	return proc.WaitTCP(context.Background(), p, r.addr, 10*time.Second)
 }
 
 // kill stops the server as a crash would.
-func (r *redisServer) kill() { r.p.kill() }
+func (r *redisServer) kill() { r.p.Kill() }
 
 // pause freezes the process: connections stay open, nothing is answered.
-func (r *redisServer) pause() { r.p.signal(syscall.SIGSTOP) }
+func (r *redisServer) pause() { r.p.Signal(syscall.SIGSTOP) }
 
-func (r *redisServer) resume() { r.p.signal(syscall.SIGCONT) }
+func (r *redisServer) resume() { r.p.Signal(syscall.SIGCONT) }
 
 func (r *redisServer) client() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: r.addr, DisableIdentity: true, Protocol: 2, MaxRetries: -1})
@@ -83,12 +84,12 @@ func (r *redisServer) save(ctx context.Context) error {
 // "mymaster" with a quorum of one.
 type sentinelSet struct {
 	master, replica *redisServer
-	sentinel        *proc
+	sentinel        *proc.Proc
 	addr            string // the Sentinel's
 	client          *redis.SentinelClient
 }
 
-func newSentinelSet(ctx context.Context, ps *procs) (*sentinelSet, error) {
+func newSentinelSet(ctx context.Context, ps *proc.Set) (*sentinelSet, error) {
 	master, err := newRedis(ps, "redis-master")
 	if err != nil {
 		return nil, err
@@ -97,12 +98,12 @@ func newSentinelSet(ctx context.Context, ps *procs) (*sentinelSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	dir := filepath.Join(ps.dir, "sentinel")
+	dir := filepath.Join(ps.Dir, "sentinel")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -116,11 +117,11 @@ func newSentinelSet(ctx context.Context, ps *procs) (*sentinelSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := ps.start("sentinel", nil, "redis-server", conf, "--sentinel")
+	sp, err := ps.Start("sentinel", nil, "redis-server", conf, "--sentinel")
 	if err != nil {
 		return nil, err
 	}
-	if err := waitTCP(sp, addr, 10*time.Second); err != nil {
+	if err := proc.WaitTCP(ctx, sp, addr, 10*time.Second); err != nil {
 		return nil, err
 	}
 	s := &sentinelSet{master: master, replica: replica, sentinel: sp, addr: addr,

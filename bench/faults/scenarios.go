@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // timing is the shape of a fault scenario: steady load for warm, the fault
@@ -78,7 +80,7 @@ func (r *scenarioReport) held() bool {
 
 // fixture is the processes of one scenario.
 type fixture struct {
-	ps       *procs
+	ps       *proc.Set
 	redis    *redisServer // standalone; nil with Sentinel
 	sentinel *sentinelSet
 	up       *standIn
@@ -87,7 +89,7 @@ type fixture struct {
 }
 
 func (f *fixture) close() {
-	f.ps.stopAll()
+	f.ps.StopAll()
 	if f.up != nil {
 		f.up.stop()
 	}
@@ -99,7 +101,7 @@ func (f *fixture) close() {
 // newFixture starts Redis (standalone, or a Sentinel set), seeds it, starts
 // the stand-in upstream and the gate with the base settings plus extra.
 func (e *runEnv) newFixture(ctx context.Context, name string, withSentinel bool, extra map[string]string) (*fixture, error) {
-	f := &fixture{ps: &procs{dir: e.dir}}
+	f := &fixture{ps: &proc.Set{Dir: e.dir}}
 	var redisURL string
 	if withSentinel {
 		s, err := newSentinelSet(ctx, f.ps)
@@ -191,7 +193,7 @@ func (e *runEnv) runFault(ctx context.Context, s faultSpec) *scenarioReport {
 	since := func() time.Duration { return time.Since(t0) }
 	m0 := f.gate.metrics()
 	load := startLoad(f.gate.addr, e.data, e.load, t0)
-	if err := ctxSleep(ctx, e.tm.warm); err != nil {
+	if err := proc.Sleep(ctx, e.tm.warm); err != nil {
 		load.stop()
 		r.err = err
 		return r
@@ -206,7 +208,7 @@ func (e *runEnv) runFault(ctx context.Context, s faultSpec) *scenarioReport {
 	}
 	r.faultEnd = since()
 	e.logf("  %s: fault over at %v", s.name, r.faultEnd.Round(time.Millisecond))
-	ctxSleep(ctx, e.tm.after)
+	proc.Sleep(ctx, e.tm.after)
 	r.after = f.gate.usage()
 	r.results = load.stop()
 	r.wrong = load.wrong
@@ -215,7 +217,7 @@ func (e *runEnv) runFault(ctx context.Context, s faultSpec) *scenarioReport {
 		"sessiongate_sessions_info_total":   metricDelta(m0, m1, "sessiongate_sessions_info_total"),
 		"sessiongate_upstream_errors_total": metricDelta(m0, m1, "sessiongate_upstream_errors_total"),
 	}
-	r.check("gate alive", !f.gate.p.exited(), "%s", map[bool]string{true: "running", false: "exited"}[!f.gate.p.exited()])
+	r.check("gate alive", !f.gate.p.Exited(), "%s", map[bool]string{true: "running", false: "exited"}[!f.gate.p.Exited()])
 	e.commonChecks(r)
 	if s.judge != nil {
 		s.judge(r)
@@ -314,7 +316,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 	tm := e.tm
 	redisStop := func(ctx context.Context, f *fixture, r *scenarioReport, since func() time.Duration) error {
 		f.redis.kill()
-		if err := ctxSleep(ctx, tm.fault); err != nil {
+		if err := proc.Sleep(ctx, tm.fault); err != nil {
 			return err
 		}
 		return f.redis.start()
@@ -369,7 +371,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 			affected: []class{classRoute},
 			inject: func(ctx context.Context, f *fixture, r *scenarioReport, since func() time.Duration) error {
 				f.redis.pause()
-				err := ctxSleep(ctx, tm.pause)
+				err := proc.Sleep(ctx, tm.pause)
 				f.redis.resume()
 				return err
 			},
@@ -388,7 +390,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 					return fmt.Errorf("sentinel did not switch: %w", err)
 				}
 				r.note("Sentinel switched the master %v after SENTINEL FAILOVER.", (since() - start).Round(time.Millisecond))
-				if err := ctxSleep(ctx, time.Second); err != nil {
+				if err := proc.Sleep(ctx, time.Second); err != nil {
 					return err
 				}
 				s.master.kill()
@@ -405,7 +407,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 			affected: []class{classForward, classWS},
 			inject: func(ctx context.Context, f *fixture, r *scenarioReport, since func() time.Duration) error {
 				f.up.stop()
-				if err := ctxSleep(ctx, tm.fault); err != nil {
+				if err := proc.Sleep(ctx, tm.fault); err != nil {
 					return err
 				}
 				return f.up.start()
@@ -417,7 +419,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 			affected: []class{classForward, classWS},
 			inject: func(ctx context.Context, f *fixture, r *scenarioReport, since func() time.Duration) error {
 				f.up.setMode(modeHang)
-				err := ctxSleep(ctx, tm.fault)
+				err := proc.Sleep(ctx, tm.fault)
 				f.up.setMode(modeNormal)
 				return err
 			},
@@ -428,7 +430,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 			affected: []class{classForward},
 			inject: func(ctx context.Context, f *fixture, r *scenarioReport, since func() time.Duration) error {
 				f.up.setMode(modeCut)
-				err := ctxSleep(ctx, tm.fault)
+				err := proc.Sleep(ctx, tm.fault)
 				f.up.setMode(modeNormal)
 				return err
 			},
@@ -467,7 +469,7 @@ func (e *runEnv) runSIGTERM(ctx context.Context) *scenarioReport {
 	t0 := time.Now()
 	since := func() time.Duration { return time.Since(t0) }
 	load := startLoad(g.addr, e.data, e.load, t0)
-	ctxSleep(ctx, e.tm.warm-time.Second)
+	proc.Sleep(ctx, e.tm.warm-time.Second)
 
 	// Uploads that end well after the listener closes, long-polls likewise.
 	uploadLen := int64(delay+3*time.Second) / int64(time.Second) << 20
@@ -526,20 +528,20 @@ func (e *runEnv) runSIGTERM(ctx context.Context) *scenarioReport {
 			inflightc <- inflight{fmt.Sprintf("long-poll %d", i), err}
 		}()
 	}
-	ctxSleep(ctx, time.Second)
+	proc.Sleep(ctx, time.Second)
 
 	// SIGTERM; watch readiness and the listener until the process exits.
 	before := g.usage()
 	r.before = before
 	tTerm := since()
 	r.faultStart = tTerm
-	g.p.signal(syscall.SIGTERM)
+	g.p.Signal(syscall.SIGTERM)
 	var tReady503, tRefused time.Duration
 	var watch sync.WaitGroup
 	watch.Add(2)
 	go func() {
 		defer watch.Done()
-		for !g.p.exited() {
+		for !g.p.Exited() {
 			if st := g.ready(); st != 200 && tReady503 == 0 {
 				tReady503 = since()
 				return
@@ -549,7 +551,7 @@ func (e *runEnv) runSIGTERM(ctx context.Context) *scenarioReport {
 	}()
 	go func() {
 		defer watch.Done()
-		for !g.p.exited() {
+		for !g.p.Exited() {
 			c, err := net.DialTimeout("tcp", g.addr, time.Second)
 			if err != nil {
 				tRefused = since()
@@ -559,17 +561,17 @@ func (e *runEnv) runSIGTERM(ctx context.Context) *scenarioReport {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	code, exited := g.p.wait(delay + timeout + 5*time.Second)
+	code, exited := g.p.Wait(delay + timeout + 5*time.Second)
 	tExit := since()
 	watch.Wait()
 	r.faultEnd = tExit
 	if !exited {
-		g.p.kill()
+		g.p.Kill()
 	}
 	wg.Wait()
 	close(inflightc)
 	// WebSocket clients notice a closed tunnel at their next message.
-	ctxSleep(ctx, 500*time.Millisecond)
+	proc.Sleep(ctx, 500*time.Millisecond)
 	r.results = load.stop()
 	r.wrong = load.wrong
 	if tRefused == 0 {
@@ -667,7 +669,7 @@ func (e *runEnv) runSoak(ctx context.Context) *scenarioReport {
 	load := startLoad(f.gate.addr, e.data, e.soakL, t0)
 	step := max(e.soak/20, time.Second)
 	for at := step; at <= e.soak; at += step {
-		if err := ctxSleep(ctx, time.Until(t0.Add(at))); err != nil {
+		if err := proc.Sleep(ctx, time.Until(t0.Add(at))); err != nil {
 			break
 		}
 		r.soak = append(r.soak, soakSample{time.Since(t0), f.gate.usage()})
@@ -692,7 +694,7 @@ func (e *runEnv) runSoak(ctx context.Context) *scenarioReport {
 		mib(start.RSS), mib(mid.RSS), mib(end.RSS), mib(minRSS), mib(maxRSS),
 		start.Goroutines, mid.Goroutines, end.Goroutines, start.FDs, mid.FDs, end.FDs)
 	all := tally(r.results, -1, 0, 1<<62)
-	r.check("gate alive", !f.gate.p.exited(), "")
+	r.check("gate alive", !f.gate.p.Exited(), "")
 	r.check("no 500", all.out[out500] == 0, "%d", all.out[out500])
 	r.check("no wrong answer", all.out[outWrong] == 0, "%d", all.out[outWrong])
 	r.check("every request answered right", all.out[outOK]+all.out[outForwarded] == all.n, "%d of %d from where they should come, %d forwarded by policy", all.out[outOK], all.n, all.out[outForwarded])

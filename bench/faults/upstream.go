@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
 // upstreamMode is how the stand-in Rocket.Chat behaves.
@@ -53,7 +54,7 @@ type standIn struct {
 }
 
 func newStandIn(data *dataset) (*standIn, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
