@@ -91,6 +91,7 @@ func conformAnswers(t *testing.T, newStore storeMaker) {
 	rdb := srv.client(t)
 	storeSeed(t, rdb, "alice", "alice-token", map[string]string{"s1": `{"sessionId":"s1"}`, "a b:*?": `{"sessionId":"odd"}`})
 	storeSeed(t, rdb, "bob", "bob-token", map[string]string{"s2": `{"sessionId":"s2"}`})
+	storeSeed(t, rdb, "x:y", "t", map[string]string{"s": `{"user":"x:y"}`})
 	s := newStore(t, rdb)
 	tests := []struct {
 		name                 string
@@ -100,7 +101,9 @@ func conformAnswers(t *testing.T, newStore storeMaker) {
 	}{
 		{"own session", "alice", "alice-token", "s1", `{"sessionId":"s1"}`, nil},
 		{"odd session id", "alice", "alice-token", "a b:*?", `{"sessionId":"odd"}`, nil},
+		{"colon in user id", "x:y", "t", "s", `{"user":"x:y"}`, nil},
 		{"unknown session", "alice", "alice-token", "nope", "", sessions.ErrNotFound},
+		{"glob in session id", "alice", "alice-token", "s*", "", sessions.ErrNotFound},
 		{"another user's session", "alice", "alice-token", "s2", "", sessions.ErrNotFound},
 		{"wrong token", "alice", "bob-token", "s1", "", auth.ErrInvalidToken},
 		{"unknown user", "carol", "alice-token", "s1", "", auth.ErrInvalidToken},

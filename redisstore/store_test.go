@@ -86,48 +86,6 @@ func storeSeed(t testing.TB, rdb redis.UniversalClient, userID, token string, se
 	}
 }
 
-func TestStore(t *testing.T) {
-	srv := startStoreTestServer(t)
-	rdb := srv.client(t)
-	storeSeed(t, rdb, "alice", "alice-token", map[string]string{"s1": `{"sessionId":"s1"}`, "a b:*?": `{"sessionId":"odd"}`})
-	storeSeed(t, rdb, "bob", "bob-token", map[string]string{"s2": `{"sessionId":"s2"}`})
-	storeSeed(t, rdb, "x:y", "t", map[string]string{"s": `{"user":"x:y"}`})
-	store := redisstore.New(rdb, storeTestPrefix)
-
-	tests := []struct {
-		name                 string
-		user, token, session string
-		doc                  string
-		err                  error
-	}{
-		{"own session", "alice", "alice-token", "s1", `{"sessionId":"s1"}`, nil},
-		{"odd session id", "alice", "alice-token", "a b:*?", `{"sessionId":"odd"}`, nil},
-		{"colon in user id", "x:y", "t", "s", `{"user":"x:y"}`, nil},
-		{"unknown session", "alice", "alice-token", "nope", "", sessions.ErrNotFound},
-		{"another user's session", "alice", "alice-token", "s2", "", sessions.ErrNotFound},
-		{"wrong token", "alice", "bob-token", "s1", "", auth.ErrInvalidToken},
-		{"unknown user", "carol", "alice-token", "s1", "", auth.ErrInvalidToken},
-		{"glob in session id", "alice", "alice-token", "s*", "", sessions.ErrNotFound},
-	}
-	ctx := context.Background()
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			hash := []byte(auth.HashToken(tt.token))
-			doc, err := store.Session(ctx, []byte(tt.user), hash, []byte(tt.session))
-			if doc != tt.doc || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
-				t.Errorf("Session: got %q, %v; want %q, %v", doc, err, tt.doc, tt.err)
-			}
-			wantAuth := tt.err
-			if wantAuth == sessions.ErrNotFound {
-				wantAuth = nil
-			}
-			if err := store.Authenticate(ctx, []byte(tt.user), hash); !errors.Is(err, wantAuth) || (wantAuth == nil) != (err == nil) {
-				t.Errorf("Authenticate: got %v, want %v", err, wantAuth)
-			}
-		})
-	}
-}
-
 // TestStoreOneCommandPerLookup counts commands on the server: each lookup
 // is one command, so one round trip (SPEC §2).
 func TestStoreOneCommandPerLookup(t *testing.T) {
