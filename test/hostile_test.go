@@ -59,16 +59,7 @@ func TestClientAddressCannotBeSpoofed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round trip: %v", err)
 			}
-			if resp.StatusCode != 200 {
-				t.Fatalf("got status %d, want 200 from the upstream", resp.StatusCode)
-			}
-			head := up.only(t)
-			if got := head.Values("X-Real-IP"); len(got) != 1 || got[0] != "127.0.0.1" {
-				t.Errorf("upstream got X-Real-IP %q, want exactly [\"127.0.0.1\"]\nrequest head:\n%s", got, head.Raw)
-			}
-			if got := head.ForwardedFor(); len(got) == 0 || got[len(got)-1] != "127.0.0.1" {
-				t.Errorf("upstream got X-Forwarded-For elements %q, want the last to be \"127.0.0.1\"\nrequest head:\n%s", got, head.Raw)
-			}
+			hostileCheckClientAddr(t, resp, up)
 		})
 	}
 }
@@ -101,16 +92,7 @@ func TestHopByHopTrickKeepsProxyHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round trip: %v", err)
 			}
-			if resp.StatusCode != 200 {
-				t.Fatalf("got status %d, want 200 from the upstream", resp.StatusCode)
-			}
-			head := up.only(t)
-			if got := head.Values("X-Real-IP"); len(got) != 1 || got[0] != "127.0.0.1" {
-				t.Errorf("upstream got X-Real-IP %q, want exactly [\"127.0.0.1\"]\nrequest head:\n%s", got, head.Raw)
-			}
-			if got := head.ForwardedFor(); len(got) == 0 || got[len(got)-1] != "127.0.0.1" {
-				t.Errorf("upstream got X-Forwarded-For elements %q, want the last to be \"127.0.0.1\"\nrequest head:\n%s", got, head.Raw)
-			}
+			head := hostileCheckClientAddr(t, resp, up)
 			if got := head.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != "http" {
 				t.Errorf("upstream got X-Forwarded-Proto %q, want [\"http\"]\nrequest head:\n%s", got, head.Raw)
 			}
@@ -284,6 +266,24 @@ func hostileSeed(t testing.TB, c *redis.Client, logins ...hostileLogin) {
 }
 
 // hostileHead is one request head as the upstream received it, unparsed.
+// hostileCheckClientAddr asserts the upstream answered and received exactly
+// the proxy's own client address: X-Real-IP 127.0.0.1 and 127.0.0.1 last in
+// X-Forwarded-For, whatever the client sent. It returns the head received.
+func hostileCheckClientAddr(t *testing.T, resp *http.Response, up *hostileUpstream) hostileHead {
+	t.Helper()
+	if resp.StatusCode != 200 {
+		t.Fatalf("got status %d, want 200 from the upstream", resp.StatusCode)
+	}
+	head := up.only(t)
+	if got := head.Values("X-Real-IP"); len(got) != 1 || got[0] != "127.0.0.1" {
+		t.Errorf("upstream got X-Real-IP %q, want exactly [\"127.0.0.1\"]\nrequest head:\n%s", got, head.Raw)
+	}
+	if got := head.ForwardedFor(); len(got) == 0 || got[len(got)-1] != "127.0.0.1" {
+		t.Errorf("upstream got X-Forwarded-For elements %q, want the last to be \"127.0.0.1\"\nrequest head:\n%s", got, head.Raw)
+	}
+	return head
+}
+
 type hostileHead struct {
 	Line  string   // the request line, without CRLF
 	Lines []string // the header lines, without CRLF, in order
