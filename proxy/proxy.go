@@ -118,7 +118,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case isWebSocketUpgrade(&ctx.Request.Header):
 		class = ClassWebSocket
-		p.tunnels.serve(ctx, p.setClientAddr)
+		p.tunnels.serve(ctx, p.appendHandshakeHead)
 	default:
 		if r := p.match(ctx); r != nil && r.Serve(ctx) {
 			class = r.Class
@@ -168,4 +168,12 @@ func (p *Proxy) logAccess(ctx *fasthttp.RequestCtx, class string, status int, el
 		zap.Duration("duration", elapsed),
 		zap.String("client", ctx.RemoteIP().String()),
 	)
+}
+
+// appendHandshakeHead appends a WebSocket handshake's head for the upstream:
+// the forwarded head (same filtering, same client-address headers) with
+// Upgrade kept and "Connection: Upgrade".
+func (p *Proxy) appendHandshakeHead(dst []byte, ctx *fasthttp.RequestCtx) ([]byte, error) {
+	head, _, err := p.appendRequestHead(dst, ctx, true)
+	return head, err
 }

@@ -186,11 +186,19 @@ func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
 // connection to a tunnel. It answers 502 when the upstream cannot be
 // reached or breaks the connection, 504 when its answer does not come
 // within upstream.response_header_timeout, and relays any other answer.
-func (t *tunnels) serve(ctx *fasthttp.RequestCtx, setClientAddr func(*fasthttp.RequestCtx)) {
-	setClientAddr(ctx)
+//
+// appendHead appends the handshake's head for the upstream (the proxy's
+// appendRequestHead with Upgrade kept); a head it refuses (request
+// smuggling shapes) is answered 400 and goes nowhere.
+func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ctx *fasthttp.RequestCtx) ([]byte, error)) {
 	bp := headBuffers.Get().(*[]byte)
-	req := appendWSHandshake((*bp)[:0], &ctx.Request.Header)
+	req, err := appendHead((*bp)[:0], ctx)
 	defer func() { *bp = req[:0]; headBuffers.Put(bp) }()
+	if err != nil {
+		t.log.Debug("handshake refused", zap.Error(err))
+		refuse(ctx, fasthttp.StatusBadRequest)
+		return
+	}
 
 	up, err := t.dial()
 	if err != nil {
@@ -568,63 +576,6 @@ func parseStatusLine(head []byte) (int, bool) {
 	return code, true
 }
 
-// appendWSHandshake appends the handshake request for the upstream to dst:
-// the client's request line and headers as fasthttp holds them (names in
-// their original case, order kept, Cookie as sent), less the hop-by-hop
-// headers of SPEC §4 (RFC 9110 §7.6.1) and those the client's Connection
-// header names, plus "Connection: Upgrade" — the Upgrade header itself
-// passes, being the point of the request.
-//
-// It serializes the parsed header rather than the raw block because
-// setClientAddr has already written the client-address headers into it;
-// those, and Host, are therefore never dropped for being named in
-// Connection ("Connection: Upgrade, X-Real-IP" must not cost the upstream
-// the client's address). Names are classified by hopbyhop.go.
-func appendWSHandshake(dst []byte, h *fasthttp.RequestHeader) []byte {
-	// Header() serializes without parsing cookies, so Cookie headers go as
-	// the client sent them.
-	head := h.Header()
-	reqLine, headers := nextHeaderLine(head)
-	var named connTokens
-	for rest := headers; len(rest) > 0; {
-		var line []byte
-		line, rest = nextHeaderLine(rest)
-		if name, value, ok := splitHeaderLine(line); ok && classifyField(name) == fieldConnection {
-			named.add(value)
-		}
-	}
-	dst = append(dst, reqLine...)
-	dst = append(dst, '\r', '\n')
-	for rest := headers; len(rest) > 0; {
-		var line []byte
-		line, rest = nextHeaderLine(rest)
-		name, _, ok := splitHeaderLine(line)
-		if !ok || wsHandshakeDrops(name, &named) {
-			continue
-		}
-		dst = append(dst, line...)
-		dst = append(dst, '\r', '\n')
-	}
-	dst = append(dst, "Connection: Upgrade\r\n\r\n"...)
-	return dst
-}
-
-// wsHandshakeDrops reports whether the handshake leaves out the header
-// called name, given the tokens of the client's Connection headers.
-func wsHandshakeDrops(name []byte, named *connTokens) bool {
-	switch k := classifyField(name); {
-	case k == fieldUpgrade:
-		return false
-	case k.hopByHop():
-		return true
-	case k == fieldHost, k == fieldXRealIP, k == fieldXForwardedFor,
-		k == fieldXForwardedProto, k == fieldXForwardedHost:
-		return false
-	default:
-		return named.n > 0 && named.names(name)
-	}
-}
-
 // nextHeaderLine splits b at its first line end (CRLF or LF) and returns the
 // line without it and what follows.
 func nextHeaderLine(b []byte) (line, rest []byte) {
@@ -637,16 +588,6 @@ func nextHeaderLine(b []byte) (line, rest []byte) {
 		line = line[:len(line)-1]
 	}
 	return line, rest
-}
-
-// splitHeaderLine splits "Name: value" into the name and the value trimmed
-// of surrounding whitespace; ok is false for lines without a name.
-func splitHeaderLine(line []byte) (name, value []byte, ok bool) {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return nil, nil, false
-	}
-	return line[:i], trimFieldValue(line[i+1:]), true
 }
 
 // headerHasToken reports whether the comma-separated list v holds token,

@@ -83,7 +83,7 @@ func TestIsWebSocketUpgradeBuiltRequest(t *testing.T) {
 	}
 }
 
-func TestAppendWSHandshake(t *testing.T) {
+func TestAppendHandshakeHead(t *testing.T) {
 	tests := []struct {
 		name string
 		raw  string
@@ -97,64 +97,76 @@ func TestAppendWSHandshake(t *testing.T) {
 		want: "GET /sockjs/123/abc/websocket?x=%2F HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\n" +
 			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ddp, v2\r\n" +
 			"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nOrigin: https://chat.example\r\n" +
-			"Cookie: rc_uid=u1; rc_token=t1\r\nx-ODD-Case: 1\r\nAuthorization: Bearer z\r\nConnection: Upgrade\r\n\r\n",
+			"Cookie: rc_uid=u1; rc_token=t1\r\nx-ODD-Case: 1\r\nAuthorization: Bearer z\r\n" +
+			"X-Real-IP: 192.0.2.7\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: chat.example\r\nConnection: Upgrade\r\n\r\n",
 	}, {
 		name: "hop-by-hop headers and those Connection names are dropped",
 		raw: "GET /websocket HTTP/1.1\r\nHost: x\r\nupgrade: websocket\r\nconnection: keep-alive, Upgrade, X-Hop\r\n" +
 			"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\n" +
 			"x-hop: 1\r\nX-Stay: 2\r\n\r\n",
-		want: "GET /websocket HTTP/1.1\r\nHost: x\r\nupgrade: websocket\r\nX-Stay: 2\r\nConnection: Upgrade\r\n\r\n",
+		want: "GET /websocket HTTP/1.1\r\nHost: x\r\nupgrade: websocket\r\nX-Stay: 2\r\n" +
+			"X-Real-IP: 192.0.2.7\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: x\r\nConnection: Upgrade\r\n\r\n",
 	}, {
-		// setClientAddr has set X-Real-IP before the handshake is built: a
-		// client naming it in Connection must not take it away.
+		// A client naming the client-address headers in Connection must
+		// not take away the values the proxy sets, nor keep its own.
 		name: "client-address headers survive being named in Connection",
 		raw: "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Real-IP, X-Forwarded-For, Host\r\n" +
-			"X-Real-IP: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n",
-		want: "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Real-IP: 127.0.0.1\r\nX-Forwarded-For: 127.0.0.1\r\nConnection: Upgrade\r\n\r\n",
+			"x-real-ip: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+		want: "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" +
+			"X-Real-IP: 192.0.2.7\r\nX-Forwarded-For: 6.6.6.6, 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: x\r\nConnection: Upgrade\r\n\r\n",
 	}, {
 		name: "repeated headers keep their order",
 		raw:  "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: a=1\r\nX-A: 1\r\nCookie: b=2\r\nX-A: 2\r\n\r\n",
-		want: "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nCookie: a=1\r\nX-A: 1\r\nCookie: b=2\r\nX-A: 2\r\nConnection: Upgrade\r\n\r\n",
+		want: "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nCookie: a=1\r\nX-A: 1\r\nCookie: b=2\r\nX-A: 2\r\n" +
+			"X-Real-IP: 192.0.2.7\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: x\r\nConnection: Upgrade\r\n\r\n",
 	}}
+	p := fwdTestProxy()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := string(appendWSHandshake(nil, parseRequestHeader(t, tt.raw)))
-			if got != tt.want {
-				t.Errorf("appendWSHandshake:\n got %q\nwant %q", got, tt.want)
+			got, err := p.appendHandshakeHead(nil, fwdParseRequest(t, tt.raw, "192.0.2.7:1"))
+			if err != nil || string(got) != tt.want {
+				t.Errorf("appendHandshakeHead:\n got %q, %v\nwant %q", got, err, tt.want)
 			}
 		})
 	}
 }
 
-func FuzzAppendWSHandshake(f *testing.F) {
+func FuzzAppendHandshakeHead(f *testing.F) {
 	f.Add("GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade, X-Hop\r\nX-Hop: 1\r\nCookie: a=b\r\n\r\n")
 	f.Add("GET /sockjs/1/a/websocket HTTP/1.1\r\nhost: x\r\nupgrade: WebSocket\r\nconnection: upgrade\r\nTE: x\r\nKeep-Alive: 1\r\n\r\n")
 	f.Add("GET / HTTP/1.0\r\nConnection: ,,, ,\r\n\r\n")
+	p := fwdTestProxy()
 	f.Fuzz(func(t *testing.T, raw string) {
-		var h fasthttp.RequestHeader
-		h.DisableNormalizing()
-		if h.Read(bufio.NewReader(strings.NewReader(raw))) != nil {
+		ctx := &fasthttp.RequestCtx{}
+		ctx.Request.Header.DisableNormalizing()
+		if ctx.Request.Header.Read(bufio.NewReader(strings.NewReader(raw))) != nil {
 			return
 		}
-		isWebSocketUpgrade(&h)
-		out := appendWSHandshake(nil, &h)
+		isWebSocketUpgrade(&ctx.Request.Header)
+		out, err := p.appendHandshakeHead(nil, ctx)
+		if err != nil {
+			return // refused: nothing goes upstream
+		}
 		// The result is one well-formed request head the upstream can parse,
 		// ending with our Connection header, and without hop-by-hop headers.
 		if !bytes.HasSuffix(out, []byte("\r\nConnection: Upgrade\r\n\r\n")) {
 			t.Fatalf("handshake %q does not end with Connection: Upgrade", out)
 		}
-		var up fasthttp.RequestHeader
-		up.DisableNormalizing()
-		if err := up.Read(bufio.NewReader(bytes.NewReader(out))); err != nil {
+		// net/http's parser, not fasthttp's: fasthttp refuses an empty Host,
+		// which RFC 9112 §3.2 allows and the client may have sent.
+		if _, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out))); err != nil {
 			t.Fatalf("handshake %q does not parse: %v", out, err)
 		}
 		_, headers := nextHeaderLine(out)
 		for rest := headers; len(rest) > 0; {
 			var line []byte
 			line, rest = nextHeaderLine(rest)
-			name, _, ok := splitHeaderLine(line)
-			if k := classifyField(name); ok && k != fieldConnection && k != fieldUpgrade && k.hopByHop() {
-				t.Fatalf("handshake %q keeps hop-by-hop %q", out, name)
+			i := bytes.IndexByte(line, ':')
+			if i <= 0 {
+				continue
+			}
+			if k := classifyField(line[:i]); k != fieldConnection && k != fieldUpgrade && k.hopByHop() {
+				t.Fatalf("handshake %q keeps hop-by-hop %q", out, line[:i])
 			}
 		}
 	})
@@ -235,9 +247,7 @@ func newWSFixture(t *testing.T, upstream string, keep bool, headerWait time.Dura
 	f := &wsFixture{t: t, tunnels: newTunnels(cfg, u, zap.NewNop(), m), reg: reg}
 	f.server = &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
-			f.tunnels.serve(ctx, func(ctx *fasthttp.RequestCtx) {
-				ctx.Request.Header.Set("X-Real-IP", ctx.RemoteIP().String())
-			})
+			f.tunnels.serve(ctx, fwdTestProxy().appendHandshakeHead)
 		},
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultServerHeader:         true,
@@ -723,7 +733,7 @@ func benchProxy(b *testing.B, upstream string) string {
 	m, _ := newMetrics(prometheus.NewRegistry(), []string{ClassWebSocket})
 	tn := newTunnels(&config.Upstream{DialTimeout: time.Second, ResponseHeaderTimeout: time.Second}, u, zap.NewNop(), m)
 	s := &fasthttp.Server{
-		Handler:                       func(ctx *fasthttp.RequestCtx) { tn.serve(ctx, func(*fasthttp.RequestCtx) {}) },
+		Handler:                       func(ctx *fasthttp.RequestCtx) { tn.serve(ctx, fwdTestProxy().appendHandshakeHead) },
 		DisableHeaderNamesNormalizing: true,
 	}
 	tn.prepareServer(s)
