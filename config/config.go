@@ -68,6 +68,13 @@ type Proxy struct {
 	// MaxConns caps concurrent client connections; 0 means no cap.
 	// Default 0.
 	MaxConns int `mapstructure:"max_conns"`
+	// EventLoop serves plain forwarded requests from one epoll loop per
+	// core instead of a goroutine per connection (Linux, plain TCP, http://
+	// upstream); other requests are served as without it. Default true.
+	EventLoop bool `mapstructure:"event_loop"`
+	// EventLoops is how many loops run, each on its own thread; 0 means
+	// one per GOMAXPROCS. Default 0.
+	EventLoops int `mapstructure:"event_loops"`
 }
 
 // Redis configures the token and session cache. Exactly one topology is

@@ -29,6 +29,8 @@ var everyKey = []struct {
 	{"proxy.write_timeout", "0s", time.Duration(0)},
 	{"proxy.max_header_bytes", "8192", 8192},
 	{"proxy.max_conns", "5000", 5000},
+	{"proxy.event_loop", "false", false},
+	{"proxy.event_loops", "3", 3},
 	{"redis.url", "rediss://redis.example:6380/2", "rediss://redis.example:6380/2"},
 	{"redis.username", "gate", "gate"},
 	{"redis.password", "s3cret", "s3cret"},

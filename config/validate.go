@@ -70,6 +70,9 @@ func (c *Config) Validate() error {
 	if c.Proxy.MaxConns < 0 {
 		bad("proxy.max_conns", c.Proxy.MaxConns, "must not be negative")
 	}
+	if c.Proxy.EventLoops < 0 || c.Proxy.EventLoops > 1024 {
+		bad("proxy.event_loops", c.Proxy.EventLoops, "must be between 0 and 1024")
+	}
 
 	switch {
 	case len(c.Redis.Cluster.Addrs) > 0:

@@ -95,6 +95,25 @@ func writeError(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.Response.SetBodyRaw(body)
 }
 
+// appendOwnAnswer appends a whole response of sessiongate's own with a JSON
+// body, in the bytes the fasthttp path sends for writeError.
+func appendOwnAnswer(dst, dateLine []byte, status int, body []byte, closeConn bool) []byte {
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, fasthttp.StatusMessage(status)...)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, dateLine...)
+	dst = append(dst, "Content-Type: application/json\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n"...)
+	if closeConn {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, body...)
+}
+
 // refuse answers a request that must not be forwarded with an empty-bodied
 // status and closes the connection, the way Node's HTTP server (Rocket.Chat
 // itself) answers a request it cannot parse.
@@ -533,8 +552,51 @@ func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status
 		if !fr.chunked {
 			kind = bodyUntilClose
 		}
+		if !ctx.Request.Header.IsHTTP11() {
+			f.relayToHTTP10(ctx, acquireBody(f, ctx, uc, kind, 0))
+			return
+		}
 		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, kind, 0)}, -1)
 	}
+}
+
+// relayToHTTP10 sends a body of unknown length to an HTTP/1.0 client, which
+// must not get Transfer-Encoding (RFC 9112 §6.1) and so reads until the
+// connection closes. fasthttp would chunk it, so the connection is taken
+// over once the handler returns: head, body as it arrives, close.
+func (f *forwarder) relayToHTTP10(ctx *fasthttp.RequestCtx, b *responseBody) {
+	ctx.Response.Header.SetContentLength(-2) // identity: no framing field
+	ctx.Response.Header.SetConnectionClose()
+	head := append([]byte(nil), ctx.Response.Header.Header()...)
+	b.ctx = nil // the copy below sets its own write deadlines
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		defer c.Close()
+		defer b.Close()
+		buf := copyPool.Get().(*[]byte)
+		defer copyPool.Put(buf)
+		if f.writeTimeout > 0 {
+			c.SetWriteDeadline(time.Now().Add(f.writeTimeout))
+		}
+		if _, err := c.Write(head); err != nil {
+			return
+		}
+		for {
+			n, err := b.Read(*buf)
+			if n > 0 {
+				if f.writeTimeout > 0 {
+					c.SetWriteDeadline(time.Now().Add(f.writeTimeout))
+				}
+				if _, werr := c.Write((*buf)[:n]); werr != nil {
+					b.err = errClientWrite
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
 }
 
 // readWhole appends the next n body bytes from uc to ctx's response body.

@@ -18,7 +18,8 @@ import (
 //	via=hostclient  client → fasthttp server whose handler is a bare
 //	                fasthttp.HostClient.Do to the upstream (the design this
 //	                package's own client replaces, configured for proxying)
-//	via=sessiongate client → Proxy → upstream
+//	via=sessiongate client → Proxy (event loop, the default) → upstream
+//	via=goroutines  client → Proxy with proxy.event_loop=false → upstream
 //
 // allocs/op counts the client and the upstream too (all in one process);
 // the proxy's own share is the difference to via=direct.
@@ -81,10 +82,12 @@ func fwdBenchHostClientProxy(tb testing.TB, upstream string) string {
 func BenchmarkForward(b *testing.B) {
 	upstream := fwdBenchUpstream(b)
 	proxyAddr, _ := fwdStartProxy(b, "http://"+upstream)
+	goroutinesAddr, _ := fwdStartProxy(b, "http://"+upstream, "--proxy.event_loop=false")
 	targets := []struct{ name, addr string }{
 		{"direct", upstream},
 		{"hostclient", fwdBenchHostClientProxy(b, upstream)},
 		{"sessiongate", proxyAddr},
+		{"goroutines", goroutinesAddr},
 	}
 	post := bytes.Repeat([]byte("p"), 16<<10)
 	reqs := []struct {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,12 @@ type Proxy struct {
 	fwd     *forwarder
 	tunnels *tunnels
 	metrics *metrics
+
+	// engine runs the event loops (eventloop_linux.go) while Serve runs
+	// with proxy.event_loop; nil otherwise.
+	mu       sync.Mutex
+	engine   *engine
+	stopping bool
 }
 
 // New builds a proxy from cfg. Metrics are registered on reg; log is used
@@ -93,15 +100,52 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 
 // Serve accepts clients on ln until Shutdown. It returns nil after a
 // Shutdown.
+//
+// With proxy.event_loop on Linux, epoll loops accept on ln and serve plain
+// forwarded requests; the fasthttp server gets every connection they hand
+// over (eventloop_linux.go says which).
 func (p *Proxy) Serve(ln net.Listener) error {
-	return p.server.Serve(ln)
+	if !p.cfg.Proxy.EventLoop {
+		return p.server.Serve(ln)
+	}
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		return nil
+	}
+	e, err := startEngine(p, ln)
+	if err != nil {
+		p.log.Warn("event loop unavailable, serving a goroutine per connection", zap.Error(err))
+	}
+	p.engine = e
+	p.mu.Unlock()
+	if e == nil {
+		return p.server.Serve(ln)
+	}
+	return p.server.Serve(e.handoff)
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, then closes the
 // WebSocket tunnels gradually, all within ctx's deadline. Requests still
 // running at the deadline are cut.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	err := p.server.ShutdownWithContext(ctx)
+	p.mu.Lock()
+	p.stopping = true
+	e := p.engine
+	p.mu.Unlock()
+	var err error
+	if e != nil {
+		// The loops and the connections they handed over drain
+		// side by side.
+		done := make(chan error, 1)
+		go func() { done <- e.shutdown(ctx) }()
+		err = p.server.ShutdownWithContext(ctx)
+		if lerr := <-done; err == nil {
+			err = lerr
+		}
+	} else {
+		err = p.server.ShutdownWithContext(ctx)
+	}
 	if terr := p.tunnels.closeAll(ctx); err == nil {
 		err = terr
 	}
@@ -138,8 +182,11 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 
 // match returns the route for the raw method and path, or nil.
 func (p *Proxy) match(ctx *fasthttp.RequestCtx) *Route {
-	method := ctx.Request.Header.Method()
-	path := ctx.Request.Header.RequestURI()
+	return p.route(ctx.Request.Header.Method(), ctx.Request.Header.RequestURI())
+}
+
+// route returns the route for a raw method and request-target, or nil.
+func (p *Proxy) route(method, path []byte) *Route {
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
@@ -160,13 +207,19 @@ func (p *Proxy) logAccess(ctx *fasthttp.RequestCtx, class string, status int, el
 	if i := bytes.IndexByte(uri, '?'); i >= 0 {
 		uri = uri[:i]
 	}
+	p.logAccessLine(ctx.Request.Header.Method(), uri, class, status, elapsed, ctx.RemoteIP().String())
+}
+
+// logAccessLine writes an access line for a path already stripped of its
+// query.
+func (p *Proxy) logAccessLine(method, path []byte, class string, status int, elapsed time.Duration, client string) {
 	p.access.Info("request",
-		zap.ByteString("method", ctx.Request.Header.Method()),
-		zap.ByteString("path", uri),
+		zap.ByteString("method", method),
+		zap.ByteString("path", path),
 		zap.String("class", class),
 		zap.Int("status", status),
 		zap.Duration("duration", elapsed),
-		zap.String("client", ctx.RemoteIP().String()),
+		zap.String("client", client),
 	)
 }
 

@@ -54,7 +54,13 @@ func (r requestHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
 // above (request smuggling, RFC 9112 §6.1 and §6.3); nothing is written to
 // dst then worth sending.
 func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade bool) ([]byte, requestHead, error) {
-	h := &ctx.Request.Header
+	return p.appendHead(dst, &ctx.Request.Header, remoteAddr(ctx), ctx.IsTLS(), upgrade)
+}
+
+// appendHead is appendRequestHead for a parsed header h from peer, over TLS
+// or not; the event loop (eventloop_linux.go) parses heads without a
+// RequestCtx.
+func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Addr, isTLS, upgrade bool) ([]byte, requestHead, error) {
 	raw := h.RawHeaders()
 	head := requestHead{contentLength: -1}
 
@@ -117,7 +123,6 @@ func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade 
 		head.chunked = true
 	}
 
-	peer := remoteAddr(ctx)
 	trusted := p.isTrusted(peer)
 
 	dst = append(dst, h.Method()...)
@@ -181,7 +186,7 @@ func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade 
 		dst = appendClientAddr(dst, peer, prior)
 	}
 	if !sawXFP {
-		if ctx.IsTLS() {
+		if isTLS {
 			dst = append(dst, "X-Forwarded-Proto: https\r\n"...)
 		} else {
 			dst = append(dst, "X-Forwarded-Proto: http\r\n"...)

@@ -64,7 +64,7 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		b.err = err
 	}
-	if n > 0 && b.f.writeTimeout > 0 {
+	if n > 0 && b.f.writeTimeout > 0 && b.ctx != nil {
 		// The caller writes these bytes to the client next.
 		b.ctx.SetWriteDeadline(time.Now().Add(b.f.writeTimeout))
 	}

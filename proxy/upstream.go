@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -126,7 +127,23 @@ type upstreamPool struct {
 
 	stopReaper chan struct{}
 	reaperDone chan struct{}
+
+	// shed, when set (by the event loop), asks the holders of idle
+	// connections outside this pool to close them; waiting counts the
+	// requests waiting for a connection.
+	shed    func()
+	waiting atomic.Int32
 }
+
+func (p *upstreamPool) setShed(fn func()) {
+	p.mu.Lock()
+	p.shed = fn
+	p.mu.Unlock()
+}
+
+// wanted reports requests waiting for a connection: one that goes idle
+// elsewhere should be closed to make room for them instead.
+func (p *upstreamPool) wanted() bool { return p.waiting.Load() > 0 }
 
 func newUpstreamPool(addr string, tlsConfig *tls.Config, dialTimeout, idleTimeout time.Duration, maxConns int) *upstreamPool {
 	p := &upstreamPool{
@@ -197,8 +214,15 @@ func (p *upstreamPool) get(now, deadline time.Time, fresh bool) (*upstreamConn, 
 		}
 		w := make(chan struct{}, 1)
 		p.waiters = append(p.waiters, w)
+		shed := p.shed
 		p.mu.Unlock()
-		if !p.wait(w, deadline) {
+		p.waiting.Add(1)
+		if shed != nil {
+			shed()
+		}
+		ok := p.wait(w, deadline)
+		p.waiting.Add(-1)
+		if !ok {
 			return nil, now, errPoolTimeout
 		}
 		now = time.Now()
@@ -249,6 +273,25 @@ func (p *upstreamPool) put(c *upstreamConn, reusable bool) {
 		p.open--
 		defer c.conn.Close()
 	}
+	p.wakeLocked()
+	p.mu.Unlock()
+}
+
+// reserve counts a connection the event loop opens and keeps itself, if
+// fewer than maxConns are open; release uncounts it when it closes.
+func (p *upstreamPool) reserve() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.open >= p.maxConns {
+		return false
+	}
+	p.open++
+	return true
+}
+
+func (p *upstreamPool) release() {
+	p.mu.Lock()
+	p.open--
 	p.wakeLocked()
 	p.mu.Unlock()
 }

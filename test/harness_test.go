@@ -205,8 +205,12 @@ type Gate struct {
 
 // GateEnv is the minimal environment of a test gate: loopback listeners on
 // ephemeral ports, JSON logs at debug with access lines, a short shutdown.
+//
+// SESSIONGATE_TEST_EVENT_LOOP, when set, becomes the gate's
+// proxy.event_loop: CI runs this package once with the event loop (the
+// default) and once without, so both request paths pass the same tests.
 func GateEnv(upstreamURL, redisURL string) map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		"SESSIONGATE_LISTEN":           "127.0.0.1:0",
 		"SESSIONGATE_ADMIN_LISTEN":     "127.0.0.1:0",
 		"SESSIONGATE_UPSTREAM_URL":     upstreamURL,
@@ -216,6 +220,10 @@ func GateEnv(upstreamURL, redisURL string) map[string]string {
 		"SESSIONGATE_SHUTDOWN_DELAY":   "0s",
 		"SESSIONGATE_SHUTDOWN_TIMEOUT": "5s",
 	}
+	if v, ok := os.LookupEnv("SESSIONGATE_TEST_EVENT_LOOP"); ok {
+		env["SESSIONGATE_PROXY_EVENT_LOOP"] = v
+	}
+	return env
 }
 
 // StartGate runs the binary with env (on top of a clean environment) and

@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"bytes"
+	"testing"
+)
+
+// decodeChunked runs a chunkDecoder over in, fed in pieces of at most step
+// bytes, and returns the data and whether the body ended.
+func decodeChunked(in []byte, step int) ([]byte, bool, error) {
+	var d chunkDecoder
+	var out []byte
+	for off := 0; off < len(in) && !d.finished(); {
+		end := min(off+step, len(in))
+		piece := in[off:end]
+		for len(piece) > 0 && !d.finished() {
+			n, data, err := d.next(piece)
+			if err != nil {
+				return out, false, err
+			}
+			if n == 0 {
+				panic("chunkDecoder made no progress")
+			}
+			out = append(out, data...)
+			piece = piece[n:]
+			off += n
+		}
+	}
+	return out, d.finished(), nil
+}
+
+func TestChunkDecoder(t *testing.T) {
+	for _, tt := range []struct {
+		name, in, data string
+		ended, bad     bool
+	}{
+		{"simple", "5\r\nhello\r\n0\r\n\r\n", "hello", true, false},
+		{"two chunks, hex size", "3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n", "abc0123456789", true, false},
+		{"extensions", "3;name=value\r\nabc\r\n0;x\r\n\r\n", "abc", true, false},
+		{"trailers dropped", "2\r\nhi\r\n0\r\nExpires: never\r\nX-A: b\r\n\r\n", "hi", true, false},
+		{"upper-case hex", "1F\r\n" + string(bytes.Repeat([]byte("x"), 31)) + "\r\n0\r\n\r\n", string(bytes.Repeat([]byte("x"), 31)), true, false},
+		{"not ended", "5\r\nhello\r\n", "hello", false, false},
+		{"data longer than size", "2\r\nhello\r\n0\r\n\r\n", "he", false, true},
+		{"no size", "\r\nhello\r\n", "", false, true},
+		{"size overflow", "1000000000000000\r\n", "", false, true},
+		{"bad final line", "0\r\n\rX", "", false, true},
+	} {
+		for _, step := range []int{1, 2, 3, 7, 1 << 20} {
+			data, ended, err := decodeChunked([]byte(tt.in), step)
+			if (err != nil) != tt.bad {
+				t.Errorf("%s (pieces of %d): error %v, want error %v", tt.name, step, err, tt.bad)
+				continue
+			}
+			if tt.bad {
+				continue
+			}
+			if string(data) != tt.data || ended != tt.ended {
+				t.Errorf("%s (pieces of %d): got %q ended=%v, want %q ended=%v", tt.name, step, data, ended, tt.data, tt.ended)
+			}
+		}
+	}
+}
+
+// The decoder stops at the body's end: bytes behind it are not its own.
+func TestChunkDecoderStopsAtEnd(t *testing.T) {
+	in := []byte("1\r\na\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n")
+	var d chunkDecoder
+	used := 0
+	for !d.finished() {
+		n, _, err := d.next(in[used:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		used += n
+	}
+	if rest := string(in[used:]); rest != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("left %q behind the body", rest)
+	}
+}
+
+func FuzzChunkDecoder(f *testing.F) {
+	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"), uint8(3))
+	f.Add([]byte("3;x=y\r\nabc\r\n0\r\nA: b\r\n\r\n"), uint8(1))
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		whole, endedWhole, errWhole := decodeChunked(in, len(in)+1)
+		parts, endedParts, errParts := decodeChunked(in, int(step%16)+1)
+		if (errWhole != nil) != (errParts != nil) || endedWhole != endedParts || !bytes.Equal(whole, parts) {
+			t.Fatalf("split decoding differs: %q %v %v vs %q %v %v", whole, endedWhole, errWhole, parts, endedParts, errParts)
+		}
+	})
+}
