@@ -516,6 +516,10 @@ func (h *harness) startGate(ctx context.Context) (*gate, error) {
 		"SESSIONGATE_SHUTDOWN_DELAY=0s",
 		"SESSIONGATE_SHUTDOWN_TIMEOUT=5s",
 	}, h.o.gateEnv...)
+	if h.o.profile {
+		// -profile reads /debug/pprof from the admin listener.
+		env = append(env, "SESSIONGATE_ADMIN_PPROF=true")
+	}
 	p, err := h.procs.Start(fmt.Sprintf("sessiongate-%d", h.gates), env, h.bins["sessiongate"])
 	if err != nil {
 		return nil, err
