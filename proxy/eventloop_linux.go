@@ -434,6 +434,8 @@ func (l *evLoop) accept() {
 	}
 }
 
+func (e *engine) openConns() int64 { return e.conns.Load() }
+
 // leastLoaded returns the loop with the fewest client connections.
 func (e *engine) leastLoaded() *evLoop {
 	best := e.loops[0]
@@ -765,7 +767,7 @@ func (c *evClient) readRequest() bool {
 			}
 		}
 		if len(buf) >= l.p.cfg.Proxy.MaxHeaderBytes {
-			c.handoff() // fasthttp answers 431
+			c.handoff("unparsed") // fasthttp answers 431
 			return false
 		}
 		if c.fill(true) {
@@ -780,20 +782,33 @@ func (c *evClient) readRequest() bool {
 	l.src.Reset(buf)
 	l.br.Reset(&l.src)
 	if err := l.hdr.Read(l.br); err != nil {
-		c.handoff() // fasthttp answers 400 or 431
+		c.handoff("unparsed") // fasthttp answers 400 or 431
 		return false
 	}
 	h := &l.hdr
 	consumed := len(buf) - l.src.Len() - l.br.Buffered()
-	if !h.IsHTTP11() || h.IsConnect() || isWebSocketUpgrade(h) ||
-		l.p.route(h.Method(), h.RequestURI()) != nil {
-		c.handoff()
+	switch {
+	case !h.IsHTTP11():
+		c.handoff("http10")
+		return false
+	case h.IsConnect():
+		c.handoff("connect") // fasthttp refuses it
+		return false
+	case isWebSocketUpgrade(h):
+		c.handoff("websocket")
+		return false
+	case l.p.route(h.Method(), h.RequestURI()) != nil:
+		c.handoff("route")
 		return false
 	}
 	head, rh, err := l.p.appendHead(c.head[:0], h, c.peer, false, false)
 	c.head = head
-	if err != nil || rh.chunked {
-		c.handoff() // refused (400) or a chunked body: streamed there
+	if err != nil {
+		c.handoff("unparsed") // refused there with 400
+		return false
+	}
+	if rh.chunked {
+		c.handoff("chunked_body") // streamed there
 		return false
 	}
 	need := consumed
@@ -801,14 +816,14 @@ func (c *evClient) readRequest() bool {
 		need += int(min(rh.contentLength, int64(len(c.in))+1))
 	}
 	if need > len(c.in) {
-		c.handoff()
+		c.handoff("large_body")
 		return false
 	}
 	if need > len(buf) {
 		// The body is still coming. A client that waits for
 		// "100 Continue" is served by fasthttp, which sends it.
 		if expectsContinue(h.RawHeaders()) {
-			c.handoff()
+			c.handoff("expect_continue")
 			return false
 		}
 		if c.fill(true) {
@@ -845,7 +860,7 @@ func (c *evClient) readRequest() bool {
 		return true
 	}
 	if !l.f.pool.reserve() {
-		c.handoff() // the fasthttp path waits for a free connection
+		c.handoff("pool_full") // the fasthttp path waits for a free connection
 		return false
 	}
 	c.state = stDial
@@ -979,7 +994,7 @@ func (c *evClient) awaitHead() bool {
 				// It was closed while idle; the fasthttp path
 				// repeats the request on a fresh connection.
 				c.dropUpstream()
-				c.handoff()
+				c.handoff("retry")
 				return false
 			}
 			c.upstreamFailed("reset", errNoResponse)
@@ -1314,8 +1329,9 @@ func (c *evClient) detach() {
 
 // handoff gives the connection to the fasthttp server, with the bytes read
 // and not consumed in front.
-func (c *evClient) handoff() {
+func (c *evClient) handoff(reason string) {
 	l := c.l
+	l.p.metrics.handoffs.WithLabelValues(reason).Inc()
 	fd := c.fd
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	l.table[fd] = nil
@@ -1462,7 +1478,7 @@ func (u *evUpstream) send() bool {
 			if u.sent == 0 && u.reused {
 				// Closed while idle: the fasthttp path retries.
 				c.dropUpstream()
-				c.handoff()
+				c.handoff("retry")
 				return false
 			}
 			c.upstreamFailed("reset", err)

@@ -17,6 +17,7 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	tunnelsOpen    prometheus.Gauge
 	tunnelsTotal   prometheus.Counter
+	handoffs       *prometheus.CounterVec
 
 	byClass map[string]*classMetrics
 }
@@ -52,9 +53,13 @@ func newMetrics(reg prometheus.Registerer, classes []string) (*metrics, error) {
 			Namespace: "sessiongate", Name: "websocket_tunnels_total",
 			Help: "WebSocket tunnels opened since start.",
 		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sessiongate", Name: "event_loop_handoffs_total",
+			Help: "Client connections the event loop handed to the fasthttp path, by the reason of the request that did not fit it (route, websocket, http10, connect, chunked_body, large_body, expect_continue, unparsed, pool_full, retry).",
+		}, []string{"reason"}),
 		byClass: make(map[string]*classMetrics, len(classes)),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstreamErrors, m.tunnelsOpen, m.tunnelsTotal} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstreamErrors, m.tunnelsOpen, m.tunnelsTotal, m.handoffs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -92,7 +92,34 @@ func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes 
 	}
 	p.tunnels = newTunnels(&cfg.Upstream, p.fwd.upstream, p.log, p.metrics)
 	p.server = p.newServer()
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sessiongate", Name: "client_connections",
+			Help:        "Client connections open now, by the path serving them: the event loop, or the fasthttp server (connections handed over by the loop, or all of them without it).",
+			ConstLabels: prometheus.Labels{"path": "event_loop"},
+		}, func() float64 { return float64(p.loopConns()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sessiongate", Name: "client_connections",
+			Help:        "Client connections open now, by the path serving them: the event loop, or the fasthttp server (connections handed over by the loop, or all of them without it).",
+			ConstLabels: prometheus.Labels{"path": "fasthttp"},
+		}, func() float64 { return float64(p.server.GetOpenConnectionsCount()) }),
+	} {
+		if err := reg.Register(g); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// loopConns is how many client connections the event loops hold.
+func (p *Proxy) loopConns() int64 {
+	p.mu.Lock()
+	e := p.engine
+	p.mu.Unlock()
+	if e == nil {
+		return 0
+	}
+	return e.openConns()
 }
 
 // Handler returns the request handler, for in-process tests and benchmarks.

@@ -158,12 +158,31 @@ func TestEventLoopOneConnectionSwitchesPaths(t *testing.T) {
 	}
 
 	forwarded("GET /a", "GET /a?x=1 HTTP/1.1\r\nHost: chat\r\n\r\n", "GET", "GET /a?x=1 ")
+	loopOn := os.Getenv("SESSIONGATE_TEST_EVENT_LOOP") != "false"
+	// Which path holds the connection shows in the metrics.
+	conns := func(when string, loop, fast float64) {
+		t.Helper()
+		if !loopOn {
+			loop, fast = 0, 1
+		}
+		if got := g.Metric(`sessiongate_client_connections{path="event_loop"} `); got != loop {
+			t.Errorf("%s: client_connections{path=event_loop} = %v, want %v", when, got, loop)
+		}
+		if got := g.Metric(`sessiongate_client_connections{path="fasthttp"} `); got != fast {
+			t.Errorf("%s: client_connections{path=fasthttp} = %v, want %v", when, got, fast)
+		}
+	}
+	conns("after GET /a", 1, 0)
 
 	resp, body := fwdRoundTrip(t, c, br, "GET "+routePath+"?sessionId="+routeSeedSession+" HTTP/1.1\r\nHost: chat\r\n"+
 		"X-User-Id: "+routeSeedUser+"\r\nX-Auth-Token: "+routeSeedToken+"\r\n\r\n", "GET")
 	routeCheck(t, "sessions/info on the kept connection", routeResponse{resp.StatusCode, resp.Header, string(body)}, 200, answer)
 	if resp.Close {
 		t.Fatal("sessions/info: the gate closes the connection, want keep-alive")
+	}
+	conns("after sessions/info", 0, 1)
+	if want := map[bool]float64{true: 1, false: -1}[loopOn]; g.Metric(`sessiongate_event_loop_handoffs_total{reason="route"} `) != want {
+		t.Errorf("event_loop_handoffs_total{reason=route} = %v, want %v", g.Metric(`sessiongate_event_loop_handoffs_total{reason="route"} `), want)
 	}
 
 	forwarded("GET /b", "GET /b HTTP/1.1\r\nHost: chat\r\nX-Real-IP: 6.6.6.6\r\n\r\n", "GET", "GET /b ")
