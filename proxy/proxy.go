@@ -1,6 +1,8 @@
-// Package proxy is sessiongate's client-facing fasthttp server: the route
-// table, forwarding to the upstream Rocket.Chat server with streamed bodies,
-// WebSocket tunnels, the client-address headers and the access log.
+// Package proxy is sessiongate's client-facing server: the route table,
+// forwarding to the upstream Rocket.Chat server with streamed bodies,
+// WebSocket tunnels, the client-address headers and the access log. On
+// Linux, epoll event loops (eventloop_linux.go) serve plain forwarded
+// requests and hand every other connection to a fasthttp server.
 package proxy
 
 import (

@@ -771,3 +771,32 @@ func TestEventLoopBodylessAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestEventLoopIdleTimeout: proxy.idle_timeout closes a kept-alive client
+// connection that sends nothing for that long, and only such a one.
+func TestEventLoopIdleTimeout(t *testing.T) {
+	up := evStartEcho(t)
+	r := StartRedis(t)
+	env := GateEnv(up.srv.URL, r.URL())
+	env["SESSIONGATE_PROXY_IDLE_TIMEOUT"] = "1s"
+	g := StartGate(t, env)
+	c, br := fwdDial(t, g)
+	for i := range 4 {
+		// Pauses shorter than the timeout, 1.6 s in all: still open.
+		resp, body := fwdRoundTrip(t, c, br, "GET /i HTTP/1.1\r\nHost: chat\r\n\r\n", "GET")
+		if resp.StatusCode != 200 || string(body) != "GET /i " {
+			t.Fatalf("request %d: got %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := br.Read(make([]byte, 1))
+	idle := time.Since(start) + 400*time.Millisecond
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle connection: read %d bytes, %v; want it closed by the gate", n, err)
+	}
+	if idle < 900*time.Millisecond || idle > 2500*time.Millisecond {
+		t.Errorf("closed after %v idle, want about proxy.idle_timeout (1s)", idle)
+	}
+}
