@@ -172,8 +172,10 @@ type evLoop struct {
 	lastScan  time.Time
 	lastYield time.Time
 
-	// Request head parsing: fasthttp's parser on the buffered bytes.
+	// Request head parsing: fasthttp's parser on the buffered bytes, and
+	// its URI check.
 	hdr fasthttp.RequestHeader
+	uri fasthttp.URI
 	src bytes.Reader
 	br  *bufio.Reader
 
@@ -488,8 +490,12 @@ func sockaddrAddr(sa unix.Sockaddr) netip.Addr {
 func (l *evLoop) scan() {
 	for i := 0; i < len(l.clients); {
 		c := l.clients[i]
-		if !c.deadline.IsZero() && !l.now.Before(c.deadline) {
+		switch {
+		case !c.deadline.IsZero() && !l.now.Before(c.deadline):
 			c.timeout()
+		case c.eof && (c.state == stDial || c.state == stSend || c.state == stWait) &&
+			l.now.Sub(c.start) >= livenessInterval:
+			c.abort() // gone, or half-closed and kept waiting: see advance
 		}
 		if i < len(l.clients) && l.clients[i] == c {
 			i++
@@ -624,7 +630,8 @@ type evClient struct {
 	readable   bool
 	writable   bool
 	hup        bool // the peer closed or broke its side
-	eof        bool
+	eof        bool // no more input: the client closed its side
+	reset      bool // the connection broke
 	closeAfter bool
 	// deadline is when the current wait times out (zero: none).
 	deadline time.Time
@@ -701,7 +708,9 @@ func (c *evClient) fill(compact bool) bool {
 		c.readable = false
 	case err == unix.EINTR:
 		return true
-	default: // EOF or an error
+	case err != nil:
+		c.eof, c.reset = true, true
+	default: // the end of the client's input
 		c.eof = true
 	}
 	return false
@@ -715,9 +724,13 @@ func (c *evClient) advance() {
 		case stIdle:
 			progress = c.readRequest()
 		case stDial, stSend, stWait:
-			// The client may only have sent more (pipelining) or gone.
+			// The client may only have sent more (pipelining), half
+			// closed (it still gets its answers), or gone: a reset
+			// ends the exchange at once, an end of input only after
+			// the upstream kept it waiting livenessInterval, as on
+			// the fasthttp path (see scan).
 			c.fill(false)
-			if c.eof {
+			if c.reset || (c.eof && c.l.now.Sub(c.start) >= livenessInterval) {
 				c.abort()
 				return
 			}
@@ -773,8 +786,13 @@ func (c *evClient) readRequest() bool {
 		if c.fill(true) {
 			return true
 		}
-		if c.eof {
-			c.close()
+		if c.eof || bytes.IndexByte(buf, '\n') >= 0 {
+			// A head arriving in pieces, or cut short: fasthttp reads
+			// it from here, so a malformed or truncated one gets the
+			// answer it gets there (a first line fasthttp rejects is
+			// answered at once, not after proxy.read_header_timeout).
+			c.handoff("partial")
+			return false
 		}
 		return false
 	}
@@ -800,6 +818,11 @@ func (c *evClient) readRequest() bool {
 	case l.p.route(h.Method(), h.RequestURI()) != nil:
 		c.handoff("route")
 		return false
+	case l.uri.Parse(h.Host(), h.RequestURI()) != nil:
+		// fasthttp's server checks the Host and target this way and
+		// answers 400 (RFC 9112 §3.2); let it.
+		c.handoff("unparsed")
+		return false
 	}
 	head, rh, err := l.p.appendHead(c.head[:0], h, c.peer, false, false)
 	c.head = head
@@ -811,6 +834,10 @@ func (c *evClient) readRequest() bool {
 		c.handoff("chunked_body") // streamed there
 		return false
 	}
+	if rh.expectContinue {
+		c.handoff("expect_continue") // fasthttp answers 100 Continue
+		return false
+	}
 	need := consumed
 	if rh.contentLength > 0 {
 		need += int(min(rh.contentLength, int64(len(c.in))+1))
@@ -820,17 +847,12 @@ func (c *evClient) readRequest() bool {
 		return false
 	}
 	if need > len(buf) {
-		// The body is still coming. A client that waits for
-		// "100 Continue" is served by fasthttp, which sends it.
-		if expectsContinue(h.RawHeaders()) {
-			c.handoff("expect_continue")
-			return false
-		}
+		// The body is still coming.
 		if c.fill(true) {
 			return true
 		}
 		if c.eof {
-			c.close()
+			c.handoff("partial") // fasthttp answers a cut body 400
 			return false
 		}
 		if t := l.f.clientBodyTimeout; t > 0 {
@@ -867,17 +889,6 @@ func (c *evClient) readRequest() bool {
 	c.deadline = time.Time{}
 	l.dial(c)
 	return false
-}
-
-// expectsContinue reports an "Expect: 100-continue" field in raw.
-func expectsContinue(raw []byte) bool {
-	found := false
-	forEachField(raw, func(name, value []byte) {
-		if classifyField(name) == fieldExpect && equalFoldASCII(value, "100-continue") {
-			found = true
-		}
-	})
-	return found
 }
 
 // startSend attaches u and queues the request for it.

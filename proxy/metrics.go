@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, classes []string) (*metrics, error) {
 		}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sessiongate", Name: "event_loop_handoffs_total",
-			Help: "Client connections the event loop handed to the fasthttp path, by the reason of the request that did not fit it (route, websocket, http10, connect, chunked_body, large_body, expect_continue, unparsed, pool_full, retry).",
+			Help: "Client connections the event loop handed to the fasthttp path, by the reason of the request that did not fit it (route, websocket, http10, connect, chunked_body, large_body, expect_continue, partial, unparsed, pool_full, retry).",
 		}, []string{"reason"}),
 		byClass: make(map[string]*classMetrics, len(classes)),
 	}

@@ -29,6 +29,9 @@ type requestHead struct {
 	chunked bool
 	// contentLength is the declared body length, or -1 without one.
 	contentLength int64
+	// expectContinue: the client sent "Expect: 100-continue" (dropped
+	// from the upstream head).
+	expectContinue bool
 }
 
 // hasBody reports whether a body follows the head.
@@ -149,6 +152,7 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		case k == fieldXForwardedFor && !trusted:
 			continue // combined with the peer's address below
 		case k == fieldExpect && equalFoldASCII(trimFieldValue(line[c+1:len(line)-2]), "100-continue"):
+			head.expectContinue = true
 			continue
 		}
 		if tokens.n > 0 && tokens.names(name) {
