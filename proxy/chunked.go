@@ -1,46 +1,81 @@
 package proxy
 
-import "errors"
+import "fmt"
 
-// chunkDecoder walks a chunked body (RFC 9112 §7.1) as it arrives, in
-// pieces of any size, for the event loop: it consumes the framing (sizes,
-// extensions, CRLFs, trailer fields, which are dropped as on the fasthttp
-// path) and hands out the chunk data.
+// chunkDecoder walks a chunked response body (RFC 9112 §7.1) as it
+// arrives, in pieces of any size; both request paths use it (responsebody.go
+// reading from a bufio.Reader, the event loop from its buffer). It consumes
+// the framing — sizes, extensions, CRLFs, trailer fields, which are dropped
+// since the body is re-framed for the client — and leaves the chunk data to
+// the caller: dataLeft says how much of it comes next, took counts what was
+// taken.
+//
+// It is strict: a proxy that read sizes loosely could disagree with the
+// client about where the body ends. A size line must end in CRLF; chunk
+// data must be followed by CRLF; extensions and trailers are bounded.
 type chunkDecoder struct {
 	state  uint8
 	size   int64 // chunk size being read
 	digits int
+	ext    int   // extension bytes on the current size line
 	left   int64 // data bytes left in the chunk
+	// trailers counts trailer bytes; nonEmpty: the current trailer line
+	// has a byte other than CR.
+	trailers int
+	nonEmpty bool
 }
 
 const (
-	cdSize         = iota // hex digits of a chunk size
-	cdExt                 // after the size: extensions up to LF
-	cdData                // chunk data
-	cdDataCR              // CR after the data
-	cdDataLF              // LF after the data
-	cdTrailerStart        // start of a trailer line, or the final empty line
-	cdTrailer             // inside a trailer line
-	cdTrailerLF           // LF of the final empty line
-	cdDone                // the body ended
+	cdSize    = iota // hex digits of a chunk size
+	cdExt            // after the size: extensions up to CR
+	cdSizeLF         // LF of the size line
+	cdData           // chunk data, taken by the caller
+	cdDataCR         // CR after the data
+	cdDataLF         // LF after the data
+	cdTrailer        // trailer fields up to an empty line
+	cdDone           // the body ended
 )
 
-var errChunked = errors.New("proxy: malformed chunked body")
+const (
+	maxChunkExtension = 4096
+	maxTrailerBytes   = 64 << 10
+)
+
+var errChunked = fmt.Errorf("%w: malformed chunked body", errBadResponse)
 
 func (d *chunkDecoder) finished() bool { return d.state == cdDone }
 
-// next consumes b from the front and returns how many bytes it used and,
-// when it reached chunk data, that data (the end of the used bytes). It
-// stops after data so the caller can pass it on, and at the body's end.
-func (d *chunkDecoder) next(b []byte) (int, []byte, error) {
+// dataLeft is how many data bytes come next (0 while framing is due).
+func (d *chunkDecoder) dataLeft() int64 {
+	if d.state == cdData {
+		return d.left
+	}
+	return 0
+}
+
+// took counts n data bytes (at most dataLeft) taken by the caller.
+func (d *chunkDecoder) took(n int) {
+	if n == 0 {
+		return
+	}
+	d.left -= int64(n)
+	if d.left == 0 {
+		d.state = cdDataCR
+	}
+}
+
+// frame consumes framing bytes from the front of b and returns how many it
+// used. It stops where chunk data begins (dataLeft > 0), at the body's end
+// (finished), or when b is used up.
+func (d *chunkDecoder) frame(b []byte) (int, error) {
 	i := 0
-	for i < len(b) {
-		ch := b[i]
+	for i < len(b) && d.state != cdData && d.state != cdDone {
+		c := b[i]
 		switch d.state {
 		case cdSize:
-			if v := unhex(ch); v >= 0 {
+			if v := unhex(c); v >= 0 {
 				if d.digits == 15 {
-					return i, nil, errChunked // over 2^60 bytes
+					return i, fmt.Errorf("%w: chunk size too large", errChunked)
 				}
 				d.size = d.size<<4 | int64(v)
 				d.digits++
@@ -48,66 +83,60 @@ func (d *chunkDecoder) next(b []byte) (int, []byte, error) {
 				continue
 			}
 			if d.digits == 0 {
-				return i, nil, errChunked
+				return i, fmt.Errorf("%w: chunk size", errChunked)
 			}
 			d.state = cdExt
+			continue
 		case cdExt:
-			i++
-			if ch != '\n' {
-				continue // CR, whitespace, ";name=value" extensions
+			switch {
+			case c == '\r':
+				d.state = cdSizeLF
+			case c == '\n':
+				return i, fmt.Errorf("%w: chunk size line", errChunked)
+			case d.ext == maxChunkExtension:
+				return i, fmt.Errorf("%w: chunk extension too long", errChunked)
+			default:
+				d.ext++ // whitespace, ";name=value" extensions
+			}
+		case cdSizeLF:
+			if c != '\n' {
+				return i, fmt.Errorf("%w: chunk size line", errChunked)
 			}
 			if d.size == 0 {
-				d.state = cdTrailerStart
+				d.state = cdTrailer
 			} else {
 				d.left, d.state = d.size, cdData
 			}
-			d.size, d.digits = 0, 0
-		case cdData:
-			n := int(min(int64(len(b)-i), d.left))
-			d.left -= int64(n)
-			if d.left == 0 {
-				d.state = cdDataCR
-			}
-			return i + n, b[i : i+n], nil
+			d.size, d.digits, d.ext = 0, 0, 0
 		case cdDataCR:
-			if ch != '\r' {
-				return i, nil, errChunked
+			if c != '\r' {
+				return i, fmt.Errorf("%w: chunk not ended by CRLF", errChunked)
 			}
-			i++
 			d.state = cdDataLF
 		case cdDataLF:
-			if ch != '\n' {
-				return i, nil, errChunked
+			if c != '\n' {
+				return i, fmt.Errorf("%w: chunk not ended by CRLF", errChunked)
 			}
-			i++
 			d.state = cdSize
-		case cdTrailerStart:
-			i++
-			switch ch {
-			case '\n':
-				d.state = cdDone
-				return i, nil, nil
-			case '\r':
-				d.state = cdTrailerLF
-			default:
-				d.state = cdTrailer
-			}
-		case cdTrailerLF:
-			if ch != '\n' {
-				return i, nil, errChunked
-			}
-			d.state = cdDone
-			return i + 1, nil, nil
 		case cdTrailer:
-			i++
-			if ch == '\n' {
-				d.state = cdTrailerStart
+			if d.trailers == maxTrailerBytes {
+				return i, fmt.Errorf("%w: trailers too long", errChunked)
 			}
-		case cdDone:
-			return i, nil, nil
+			d.trailers++
+			switch c {
+			case '\r':
+			case '\n':
+				if !d.nonEmpty {
+					d.state = cdDone
+				}
+				d.nonEmpty = false
+			default:
+				d.nonEmpty = true
+			}
 		}
+		i++
 	}
-	return i, nil, nil
+	return i, nil
 }
 
 func unhex(c byte) int {

@@ -1162,8 +1162,10 @@ func (c *evClient) frame() {
 		c.out = append(c.out, c.resp, buf, crlf)
 		u.r = u.w
 	case bmChunked:
-		n, data, err := c.chunk.next(buf)
+		n, err := c.chunk.frame(buf)
 		u.r += n
+		rest := buf[n:]
+		data := rest[:int(min(int64(len(rest)), c.chunk.dataLeft()))]
 		switch {
 		case err != nil:
 			c.l.f.metrics.upstreamError("protocol")
@@ -1172,6 +1174,8 @@ func (c *evClient) frame() {
 			c.close()
 			return
 		case len(data) > 0:
+			c.chunk.took(len(data))
+			u.r += len(data)
 			c.resp = appendChunkSize(c.resp[:0], len(data))
 			c.out = append(c.out, c.resp, data, crlf)
 		case c.chunk.finished():

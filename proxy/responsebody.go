@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -34,8 +33,9 @@ type responseBody struct {
 	ctx  *fasthttp.RequestCtx
 	uc   *upstreamConn
 	kind bodyKind
-	// left is the bytes left: of the body (fixed) or of the chunk.
-	left int64
+	// left is the bytes left of a fixed body; chunk walks a chunked one.
+	left  int64
+	chunk chunkDecoder
 	// done: the body was read to its end (for chunked, trailers too).
 	done bool
 	err  error
@@ -95,36 +95,35 @@ func (b *responseBody) read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	// Chunked (RFC 9112 §7.1).
-	if b.left == 0 {
-		b.waitBuffered()
-		size, err := readChunkSize(br)
-		if err != nil {
-			return 0, err
-		}
-		if size == 0 {
-			// Trailer fields are dropped: fasthttp re-frames the body and
-			// Rocket.Chat sends none.
-			if err := skipTrailers(br); err != nil {
-				return 0, err
+	// Chunked (RFC 9112 §7.1): the decoder walks the framing in what is
+	// buffered; chunk data is read straight into p.
+	for {
+		if left := b.chunk.dataLeft(); left > 0 {
+			if int64(len(p)) > left {
+				p = p[:left]
 			}
+			n, err := b.fill(p)
+			b.chunk.took(n)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		if b.chunk.finished() {
 			b.done = true
 			return 0, io.EOF
 		}
-		b.left = size
+		b.waitBuffered()
+		if _, err := br.Peek(1); err != nil {
+			return 0, unexpected(err)
+		}
+		buf, _ := br.Peek(br.Buffered())
+		n, err := b.chunk.frame(buf)
+		br.Discard(n)
+		if err != nil {
+			return 0, err
+		}
 	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.fill(p)
-	b.left -= int64(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	if err == nil && b.left == 0 {
-		err = readCRLF(br)
-	}
-	return n, err
 }
 
 // fill reads what is there (at least one byte), with a deadline on a wait.
@@ -196,102 +195,6 @@ func (c *chunkedWriterTo) WriteTo(w io.Writer) (int64, error) {
 
 // Close closes the underlying body.
 func (c *chunkedWriterTo) Close() error { return c.responseBody.Close() }
-
-// readChunkSize reads a chunk-size line: hex digits, optional extensions,
-// CRLF (RFC 9112 §7.1.1). It is strict: a proxy that read sizes loosely
-// could disagree with the client about where the body ends.
-func readChunkSize(br interface {
-	ReadByte() (byte, error)
-}) (int64, error) {
-	var n int64
-	digits := 0
-	for {
-		c, err := br.ReadByte()
-		if err != nil {
-			return 0, unexpected(err)
-		}
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			if digits == 0 {
-				return 0, fmt.Errorf("%w: chunk size", errBadResponse)
-			}
-			return n, finishChunkLine(br, c)
-		}
-		digits++
-		if digits > 15 {
-			return 0, fmt.Errorf("%w: chunk size too large", errBadResponse)
-		}
-		n = n<<4 | int64(d)
-	}
-}
-
-// finishChunkLine consumes the rest of a chunk-size line after its digits,
-// c being the first byte after them: extensions are skipped, the line must
-// end in CRLF.
-func finishChunkLine(br interface{ ReadByte() (byte, error) }, c byte) error {
-	for range 4096 {
-		switch c {
-		case '\r':
-			c, err := br.ReadByte()
-			if err != nil {
-				return unexpected(err)
-			}
-			if c != '\n' {
-				return fmt.Errorf("%w: chunk size line", errBadResponse)
-			}
-			return nil
-		case '\n':
-			return fmt.Errorf("%w: chunk size line", errBadResponse)
-		}
-		var err error
-		if c, err = br.ReadByte(); err != nil {
-			return unexpected(err)
-		}
-	}
-	return fmt.Errorf("%w: chunk extension too long", errBadResponse)
-}
-
-func readCRLF(br interface{ ReadByte() (byte, error) }) error {
-	for _, want := range [2]byte{'\r', '\n'} {
-		c, err := br.ReadByte()
-		if err != nil {
-			return unexpected(err)
-		}
-		if c != want {
-			return fmt.Errorf("%w: chunk not ended by CRLF", errBadResponse)
-		}
-	}
-	return nil
-}
-
-// skipTrailers consumes trailer fields up to the empty line ending the body.
-func skipTrailers(br interface{ ReadByte() (byte, error) }) error {
-	empty := true
-	for range 64 << 10 {
-		c, err := br.ReadByte()
-		if err != nil {
-			return unexpected(err)
-		}
-		switch c {
-		case '\r':
-		case '\n':
-			if empty {
-				return nil
-			}
-			empty = true
-		default:
-			empty = false
-		}
-	}
-	return fmt.Errorf("%w: trailers too long", errBadResponse)
-}
 
 func unexpected(err error) error {
 	if err == io.EOF {
