@@ -71,8 +71,6 @@ type engine struct {
 	lnFile  *os.File
 	handoff *handoffListener
 	loops   []*evLoop
-	// conns counts the client connections the loops hold.
-	conns atomic.Int64
 	// drained counts the loops that stopped accepting; the last one
 	// closes lnFile (closing it earlier would free its descriptor number
 	// for reuse while a loop may still take it for the listener).
@@ -410,7 +408,7 @@ func (l *evLoop) accept() {
 			}
 			return
 		}
-		if maxConns > 0 && l.e.conns.Load()+int64(l.p.server.GetOpenConnectionsCount()) >= maxConns {
+		if maxConns > 0 && l.e.openConns()+int64(l.p.server.GetOpenConnectionsCount()) >= maxConns {
 			unix.Write(fd, concurrencyRefusal)
 			unix.Close(fd)
 			continue
@@ -419,7 +417,6 @@ func (l *evLoop) accept() {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
-		l.e.conns.Add(1)
 		// Whichever loop wakes first accepts a whole burst; the
 		// connections go to the least loaded loop, so the cores share
 		// the work.
@@ -430,13 +427,19 @@ func (l *evLoop) accept() {
 			l.adopt(fd, peer)
 		} else if !to.post(func() { to.adopt(fd, peer) }) {
 			to.load.Add(-1)
-			l.e.conns.Add(-1)
 			unix.Close(fd)
 		}
 	}
 }
 
-func (e *engine) openConns() int64 { return e.conns.Load() }
+// openConns is how many client connections the loops hold.
+func (e *engine) openConns() int64 {
+	var n int64
+	for _, l := range e.loops {
+		n += l.load.Load()
+	}
+	return n
+}
 
 // leastLoaded returns the loop with the fewest client connections.
 func (e *engine) leastLoaded() *evLoop {
@@ -449,11 +452,10 @@ func (e *engine) leastLoaded() *evLoop {
 	return best
 }
 
-// adopt starts serving an accepted connection, counted in load and conns.
+// adopt starts serving an accepted connection, already counted in load.
 func (l *evLoop) adopt(fd int, peer netip.Addr) {
 	if l.stop {
 		l.load.Add(-1)
-		l.e.conns.Add(-1)
 		unix.Close(fd)
 		return
 	}
@@ -461,7 +463,6 @@ func (l *evLoop) adopt(fd int, peer netip.Addr) {
 	c.deadline = l.now.Add(l.p.cfg.Proxy.IdleTimeout)
 	if err := l.register(fd, c); err != nil {
 		l.load.Add(-1)
-		l.e.conns.Add(-1)
 		unix.Close(fd)
 		return
 	}
@@ -626,10 +627,8 @@ type evClient struct {
 	reqLen    int
 	bodyStart int // offset of the body in the request
 
-	state      clientState
-	readable   bool
-	writable   bool
-	hup        bool // the peer closed or broke its side
+	state clientState
+	readiness
 	eof        bool // no more input: the client closed its side
 	reset      bool // the connection broke
 	closeAfter bool
@@ -662,16 +661,28 @@ type evClient struct {
 	collect     bool
 }
 
-func (c *evClient) event(ev uint32) {
+// readiness is what edge-triggered epoll reported of a socket: readable
+// and writable stay set until a read or write would block.
+type readiness struct {
+	readable bool
+	writable bool
+	hup      bool // the peer closed or broke its side
+}
+
+func (r *readiness) note(ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		c.readable = true
+		r.readable = true
 	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		c.hup = true
+		r.hup = true
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		c.writable = true
+		r.writable = true
 	}
+}
+
+func (c *evClient) event(ev uint32) {
+	c.note(ev)
 	c.advance()
 }
 
@@ -1338,7 +1349,6 @@ func (c *evClient) detach() {
 		c.in = nil
 	}
 	c.out = nil
-	l.e.conns.Add(-1)
 	l.load.Add(-1)
 }
 
@@ -1377,17 +1387,15 @@ func (c *evClient) handoff(reason string) {
 
 // evUpstream is an upstream connection owned by a loop.
 type evUpstream struct {
-	l        *evLoop
-	fd       int
-	in       []byte
-	r, w     int
-	owner    *evClient
-	reused   bool
-	gotAny   bool
-	hup      bool // the upstream closed or broke its side
-	eof      bool
-	readable bool
-	writable bool
+	l      *evLoop
+	fd     int
+	in     []byte
+	r, w   int
+	owner  *evClient
+	reused bool
+	gotAny bool
+	eof    bool
+	readiness
 	// idleSince is when it went idle.
 	idleSince time.Time
 	// out is the request being written; sent counts its bytes written.
@@ -1397,15 +1405,7 @@ type evUpstream struct {
 }
 
 func (u *evUpstream) event(ev uint32) {
-	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		u.readable = true
-	}
-	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		u.hup = true
-	}
-	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		u.writable = true
-	}
+	u.note(ev)
 	if u.owner != nil {
 		u.owner.advance()
 		return
