@@ -454,16 +454,13 @@ func evHWM(t *testing.T, g *Gate) int64 {
 func TestEventLoopSlowReaderDownload(t *testing.T) {
 	const n = 32 << 20
 	want := hashOf(n)
+	big := patternHandler(n)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/big" {
 			io.WriteString(w, "small")
 			return
 		}
-		if r.URL.Query().Get("chunked") == "" {
-			w.Header().Set("Content-Length", strconv.Itoa(n))
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		io.Copy(w, newPatternReader(n))
+		big(w, r)
 	}))
 	defer up.Close()
 	g := fwdGate(t, up.URL, nil)

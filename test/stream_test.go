@@ -67,6 +67,18 @@ func (p *patternReader) Read(b []byte) (int, error) {
 }
 
 // hashOf is the hex SHA-256 of the pattern of n bytes.
+// patternHandler answers n pattern bytes, with a Content-Length unless the
+// query asks for ?chunked=1.
+func patternHandler(n int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.Copy(w, newPatternReader(n))
+	}
+}
+
 func hashOf(n int64) string {
 	h := sha256.New()
 	io.Copy(h, newPatternReader(n))
@@ -151,13 +163,7 @@ func TestUploadStreams(t *testing.T) {
 func TestDownloadStreams(t *testing.T) {
 	n := streamSize()
 	want := hashOf(n)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("chunked") == "" {
-			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		io.Copy(w, newPatternReader(n))
-	}))
+	up := httptest.NewServer(patternHandler(n))
 	defer up.Close()
 	g := fwdGate(t, up.URL, nil)
 	for _, tt := range []struct {
