@@ -626,6 +626,9 @@ type evClient struct {
 	r, w      int
 	reqLen    int
 	bodyStart int // offset of the body in the request
+	// need is the length of a request whose head was read and whose
+	// body is still arriving (0 otherwise).
+	need int
 
 	state clientState
 	readiness
@@ -779,6 +782,11 @@ func (c *evClient) readRequest() bool {
 			return false
 		}
 	}
+	if c.w-c.r < c.need {
+		// The head was read; its body is still coming. It is parsed
+		// again (into the loop's shared header) once all is here.
+		return c.awaitBody()
+	}
 	buf := c.in[c.r:c.w]
 	end := headEnd(buf)
 	if end == 0 {
@@ -858,21 +866,12 @@ func (c *evClient) readRequest() bool {
 		return false
 	}
 	if need > len(buf) {
-		// The body is still coming.
-		if c.fill(true) {
-			return true
-		}
-		if c.eof {
-			c.handoff("partial") // fasthttp answers a cut body 400
-			return false
-		}
-		if t := l.f.clientBodyTimeout; t > 0 {
-			c.deadline = l.now.Add(t)
-		}
-		return false
+		c.need = need
+		return c.awaitBody()
 	}
 
 	// A whole request: method and flags, then an upstream connection.
+	c.need = 0
 	c.reqLen, c.bodyStart = need, consumed
 	c.isHead = string(h.Method()) == fasthttp.MethodHead
 	c.idempotent = rh.contentLength <= 0 && idempotentMethod(h.Method())
@@ -899,6 +898,22 @@ func (c *evClient) readRequest() bool {
 	c.state = stDial
 	c.deadline = time.Time{}
 	l.dial(c)
+	return false
+}
+
+// awaitBody reads more of a request body (c.need bytes in all, with the
+// head); false when it has to wait.
+func (c *evClient) awaitBody() bool {
+	if c.fill(true) {
+		return true
+	}
+	if c.eof {
+		c.handoff("partial") // fasthttp answers a cut body 400
+		return false
+	}
+	if t := c.l.f.clientBodyTimeout; t > 0 {
+		c.deadline = c.l.now.Add(t)
+	}
 	return false
 }
 
