@@ -3,7 +3,6 @@ package proxy
 import (
 	"net"
 	"sync"
-	"syscall"
 )
 
 // handoffListener is the fasthttp server's listener when the event loop
@@ -58,6 +57,12 @@ func (l *handoffListener) push(c net.Conn) {
 
 // prefixConn is a handed-over connection whose first bytes were already
 // read by the event loop: Read returns them before reading the socket.
+//
+// The embedded TCPConn's SyscallConn exposes the socket, for the liveness
+// peek (peek_unix.go) and the tunnels' read waiter
+// (websocket_wait_linux.go). Both run after fasthttp has read the request
+// that carried the prefix, and a tunnel drains what is still buffered
+// before it waits on the socket.
 type prefixConn struct {
 	*net.TCPConn
 	prefix []byte
@@ -74,9 +79,3 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	}
 	return c.TCPConn.Read(p)
 }
-
-// SyscallConn exposes the socket, for the liveness peek (peek_unix.go) and
-// the tunnels' read waiter (websocket_wait_linux.go). Both run after
-// fasthttp has read the request that carried the prefix, and a tunnel
-// drains what is still buffered before it waits on the socket.
-func (c *prefixConn) SyscallConn() (syscall.RawConn, error) { return c.TCPConn.SyscallConn() }
