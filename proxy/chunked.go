@@ -12,13 +12,17 @@ import "fmt"
 //
 // It is strict: a proxy that read sizes loosely could disagree with the
 // client about where the body ends. A size line must end in CRLF; chunk
-// data must be followed by CRLF; extensions and trailers are bounded.
+// data must be followed by CRLF; extensions must follow the chunk-ext
+// grammar (RFC 9112 §7.1.1), so a quoted-string that runs over the line end
+// — which a lenient peer reads as data — is an error; extensions and
+// trailers are bounded.
 type chunkDecoder struct {
-	state  uint8
-	size   int64 // chunk size being read
-	digits int
-	ext    int   // extension bytes on the current size line
-	left   int64 // data bytes left in the chunk
+	state    uint8
+	extState uint8 // where in the chunk-ext grammar cdExt is
+	size     int64 // chunk size being read
+	digits   int
+	ext      int   // extension bytes on the current size line
+	left     int64 // data bytes left in the chunk
 	// trailers counts trailer bytes; nonEmpty: the current trailer line
 	// has a byte other than CR.
 	trailers int
@@ -34,6 +38,26 @@ const (
 	cdDataLF         // LF after the data
 	cdTrailer        // trailer fields up to an empty line
 	cdDone           // the body ended
+)
+
+// States of the chunk-ext grammar (RFC 9112 §7.1.1, RFC 9110 §5.6):
+//
+//	chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//	chunk-ext-val = token / quoted-string
+//
+// Whitespace is also allowed before the CRLF, as net/http and fasthttp
+// accept it, but not before a ";" (fasthttp refuses that in requests, so
+// both directions read size lines alike).
+const (
+	extNext       = iota // after the size or a whole extension: ";", SP or CR
+	extTrailingWS        // whitespace before the CR: only more of it
+	extNameStart         // after ";": BWS or the name's first byte
+	extName              // in the name
+	extAfterName         // BWS after the name: "=", ";" or CR
+	extValueStart        // after "=": BWS, a token or a quoted-string
+	extToken             // in a token value
+	extQuoted            // in a quoted-string
+	extQuotedPair        // after a backslash in a quoted-string
 )
 
 const (
@@ -88,15 +112,19 @@ func (d *chunkDecoder) frame(b []byte) (int, error) {
 			d.state = cdExt
 			continue
 		case cdExt:
-			switch {
-			case c == '\r':
+			if c == '\r' && d.extState != extQuoted && d.extState != extQuotedPair {
+				if d.extState == extNameStart || d.extState == extValueStart {
+					return i, fmt.Errorf("%w: chunk extension", errChunked)
+				}
 				d.state = cdSizeLF
-			case c == '\n':
-				return i, fmt.Errorf("%w: chunk size line", errChunked)
-			case d.ext == maxChunkExtension:
+				break
+			}
+			if d.ext == maxChunkExtension {
 				return i, fmt.Errorf("%w: chunk extension too long", errChunked)
-			default:
-				d.ext++ // whitespace, ";name=value" extensions
+			}
+			d.ext++
+			if !d.extByte(c) {
+				return i, fmt.Errorf("%w: chunk extension", errChunked)
 			}
 		case cdSizeLF:
 			if c != '\n' {
@@ -107,7 +135,7 @@ func (d *chunkDecoder) frame(b []byte) (int, error) {
 			} else {
 				d.left, d.state = d.size, cdData
 			}
-			d.size, d.digits, d.ext = 0, 0, 0
+			d.size, d.digits, d.ext, d.extState = 0, 0, 0, extNext
 		case cdDataCR:
 			if c != '\r' {
 				return i, fmt.Errorf("%w: chunk not ended by CRLF", errChunked)
@@ -137,6 +165,82 @@ func (d *chunkDecoder) frame(b []byte) (int, error) {
 		i++
 	}
 	return i, nil
+}
+
+// extByte advances the chunk-ext grammar by c, a byte of the size line
+// other than the CR that ends it; false if c cannot come here.
+func (d *chunkDecoder) extByte(c byte) bool {
+	ws := c == ' ' || c == '\t'
+	switch d.extState {
+	case extNext, extTrailingWS:
+		switch {
+		case ws:
+			d.extState = extTrailingWS
+		case c == ';' && d.extState == extNext:
+			d.extState = extNameStart
+		default:
+			return false
+		}
+	case extNameStart:
+		switch {
+		case ws:
+		case isTokenByte(c):
+			d.extState = extName
+		default:
+			return false
+		}
+	case extName, extAfterName:
+		switch {
+		case isTokenByte(c) && d.extState == extName:
+		case ws:
+			d.extState = extAfterName
+		case c == '=':
+			d.extState = extValueStart
+		case c == ';' && d.extState == extName:
+			d.extState = extNameStart
+		default:
+			return false
+		}
+	case extValueStart:
+		switch {
+		case ws:
+		case c == '"':
+			d.extState = extQuoted
+		case isTokenByte(c):
+			d.extState = extToken
+		default:
+			return false
+		}
+	case extToken:
+		switch {
+		case isTokenByte(c):
+		case ws:
+			d.extState = extTrailingWS
+		case c == ';':
+			d.extState = extNameStart
+		default:
+			return false
+		}
+	case extQuoted:
+		switch {
+		case c == '"':
+			d.extState = extNext
+		case c == '\\':
+			d.extState = extQuotedPair
+		case c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f):
+			// qdtext: HTAB, SP, VCHAR other than DQUOTE and
+			// backslash, obs-text (RFC 9110 §5.6.4).
+		default:
+			return false
+		}
+	case extQuotedPair:
+		// quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+		if c != '\t' && c != ' ' && (c < 0x21 || c == 0x7f) {
+			return false
+		}
+		d.extState = extQuoted
+	}
+	return true
 }
 
 func unhex(c byte) int {

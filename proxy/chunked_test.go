@@ -63,6 +63,25 @@ func TestChunkDecoder(t *testing.T) {
 		{"no size", "\r\nhello\r\n", "", false, true},
 		{"size overflow", "1000000000000000\r\n", "", false, true},
 		{"bare LF after a size", "0\n\r\n", "", false, true},
+		// Chunk extensions, RFC 9112 §7.1.1: token or quoted-string values.
+		{"extension, quoted value", "3;a=\"x;\\\"y\"\r\nabc\r\n0\r\n\r\n", "abc", true, false},
+		{"extensions with BWS", "3;a = b;  c\r\nabc\r\n0\r\n\r\n", "abc", true, false},
+		{"whitespace before ;", "3 ;a\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"whitespace between extensions", "3;a=b ;c\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"whitespace after a value", "3;a=b \r\nabc\r\n0\r\n\r\n", "abc", true, false},
+		{"whitespace before CRLF", "3 \r\nabc\r\n0\r\n\r\n", "abc", true, false},
+		{"extension, empty quoted value", "3;a=\"\"\r\nabc\r\n0\r\n\r\n", "abc", true, false},
+		{"extension, obs-text in quotes", "3;a=\"\xe9\"\r\nabc\r\n0\r\n\r\n", "abc", true, false},
+		{"extension, unterminated quoted-string", "3;a=\"abc\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, quoted-string over CRLF", "3;a=\"\r\n\"\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, quoted-pair escaping CR", "3;a=\"\\\r\n\"\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, CTL in quotes", "3;a=\"\x00\"\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, no name", "3;=b\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, no value", "3;a=\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, bad name byte", "3;a@b\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, text after quoted value", "3;a=\"b\"c\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"garbage after size", "3x\r\nabc\r\n0\r\n\r\n", "", false, true},
+		{"extension, bare CR", "3;a\rb\r\nabc\r\n0\r\n\r\n", "", false, true},
 	} {
 		for _, step := range []int{1, 2, 3, 7, 1 << 20} {
 			data, ended, err := decodeChunked([]byte(tt.in), step)
@@ -102,6 +121,8 @@ func TestChunkDecoderStopsAtEnd(t *testing.T) {
 func FuzzChunkDecoder(f *testing.F) {
 	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"), uint8(3))
 	f.Add([]byte("3;x=y\r\nabc\r\n0\r\nA: b\r\n\r\n"), uint8(1))
+	f.Add([]byte("3;x=\"y\\\"z\" ; q\r\nabc\r\n0\r\n\r\n"), uint8(2))
+	f.Add([]byte("3;x=\"abc\r\nabc\r\n0\r\n\r\n"), uint8(4))
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
 		whole, endedWhole, errWhole := decodeChunked(in, len(in)+1)
 		parts, endedParts, errParts := decodeChunked(in, int(step%16)+1)

@@ -308,3 +308,21 @@ func forEachField(raw []byte, f func(name, value []byte)) {
 		f(line[:c], trimFieldValue(line[c+1:]))
 	}
 }
+
+// tokenBytes marks the bytes of a token (tchar, RFC 9110 §5.6.2).
+var tokenBytes = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// isTokenByte reports whether c may appear in a token (field names,
+// Connection options, chunk extension names).
+func isTokenByte(c byte) bool { return tokenBytes[c] }
