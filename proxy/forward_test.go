@@ -160,12 +160,6 @@ func TestFilterResponseHead(t *testing.T) {
 			want:  "HTTP/1.1 200 OK\r\n\r\n",
 			code:  200, fr: respFraming{length: -1, close: true},
 		},
-		{
-			name:  "chunked wins over Content-Length, connection not reused",
-			block: "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n",
-			want:  "HTTP/1.1 200 OK\r\n\r\n",
-			code:  200, fr: respFraming{length: -1, chunked: true, close: true},
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,12 +18,28 @@ type respFraming struct {
 	close bool
 }
 
-// filterResponseHead appends to dst the upstream response head in block
-// with its hop-by-hop fields removed (SPEC §4, RFC 9110 §7.6.1: the fixed
-// list and every field named in Connection), its status line re-issued as
-// HTTP/1.1 (the client is spoken to in HTTP/1.1 whatever the upstream
-// speaks) and every line ended by CRLF. The other fields keep their bytes
-// and order. It returns the status code and the body's framing.
+// maxResponseHeadBytes bounds an upstream response head, as received and
+// as re-issued (bare-LF lines grow by their CR): the fasthttp path reads
+// heads through a buffer of upstreamBufferSize and re-parses the result, so
+// both paths refuse the same heads.
+const maxResponseHeadBytes = upstreamBufferSize
+
+// filterResponseHead validates the upstream response head in block and
+// appends it to dst with its hop-by-hop fields removed (SPEC §4, RFC 9110
+// §7.6.1: the fixed list and every field named in Connection), its status
+// line re-issued as HTTP/1.1 (the client is spoken to in HTTP/1.1 whatever
+// the upstream speaks) and every line ended by CRLF. The other fields keep
+// their bytes and order. It returns the status code and the body's framing.
+//
+// It is the one check of upstream heads for both request paths: a head
+// that breaks RFC 9112 — a malformed status line, a field name that is not
+// a token (whitespace before the colon, RFC 9112 §5.1), a control byte or
+// bare CR in a line, obsolete line folding, Content-Length twice or beside
+// Transfer-Encoding (§6.3: a smuggling sign), a coding other than chunked,
+// more than maxResponseHeadBytes — returns an error wrapping
+// errBadResponse or errHeadTooLarge, answered 502, and nothing is relayed.
+// Lines may end in a bare LF (RFC 9112 §2.2 lets a recipient accept it);
+// they leave as CRLF.
 //
 // The result is parsed by fasthttp (ResponseHeader.Read) into the client
 // response; parsing a filtered block rather than deleting fields afterwards
@@ -32,19 +48,13 @@ type respFraming struct {
 // would drop.
 func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 	fr := respFraming{length: -1}
+	if len(block) > maxResponseHeadBytes {
+		return dst, 0, fr, errHeadTooLarge
+	}
+	start := len(dst)
 	line, rest := nextHeadLine(block)
-	// status-line = HTTP-version SP status-code SP [ reason-phrase ]
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return dst, 0, fr, fmt.Errorf("%w: status line %q", errBadResponse, truncate(line))
-	}
-	code := 0
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
-			return dst, 0, fr, fmt.Errorf("%w: status line %q", errBadResponse, truncate(line))
-		}
-		code = code*10 + int(c-'0')
-	}
-	if code < 100 || (len(line) > 12 && line[12] != ' ') {
+	code, ok := parseResponseStatusLine(line)
+	if !ok {
 		return dst, 0, fr, fmt.Errorf("%w: status line %q", errBadResponse, truncate(line))
 	}
 	if line[7] == '0' {
@@ -69,7 +79,7 @@ func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 			return dst, 0, fr, fmt.Errorf("%w: obsolete line folding", errBadResponse)
 		}
 		c := bytes.IndexByte(l, ':')
-		if c <= 0 {
+		if c <= 0 || !isToken(l[:c]) || !isFieldValue(l[c+1:]) {
 			return dst, 0, fr, fmt.Errorf("%w: header line %q", errBadResponse, truncate(l))
 		}
 		name, value := l[:c], trimFieldValue(l[c+1:])
@@ -78,7 +88,7 @@ func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 			tokens.add(value)
 		case fieldContentLength:
 			n := parseDecimal(value)
-			if n < 0 || len(value) == 0 || (sawCL && n != fr.length) {
+			if n < 0 || len(value) == 0 || sawCL {
 				return dst, 0, fr, fmt.Errorf("%w: Content-Length %q", errBadResponse, truncate(value))
 			}
 			sawCL, fr.length = true, n
@@ -91,6 +101,11 @@ func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 			sawTE = true
 		}
 	}
+	if sawCL && sawTE {
+		// RFC 9112 §6.3: "ought to be handled as an error"; relaying it
+		// would trust the upstream to frame the body as this proxy does.
+		return dst, 0, fr, fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errBadResponse)
+	}
 	if tokens.has("close") {
 		fr.close = true
 	}
@@ -98,12 +113,7 @@ func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 		fr.close = false
 	}
 	if sawTE {
-		// RFC 9112 §6.3: chunked wins over Content-Length, and such a
-		// message must not be reused for a next one.
-		if sawCL {
-			fr.close = true
-		}
-		fr.chunked, fr.length = true, -1
+		fr.chunked = true
 	}
 
 	// Second pass: copy the end-to-end fields.
@@ -119,14 +129,57 @@ func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 		if k.hopByHop() || (tokens.n > 0 && k != fieldContentLength && tokens.names(name)) {
 			continue
 		}
-		if k == fieldContentLength && sawTE {
-			continue
-		}
 		dst = append(dst, l...)
 		dst = append(dst, '\r', '\n')
 	}
 	dst = append(dst, '\r', '\n')
+	if len(dst)-start > maxResponseHeadBytes {
+		return dst, 0, fr, errHeadTooLarge
+	}
 	return dst, code, fr, nil
+}
+
+// parseResponseStatusLine parses status-line = HTTP-version SP
+// status-code SP [ reason-phrase ] (RFC 9112 §4) for HTTP/1.x and returns
+// the status code. The reason phrase may hold HTAB, SP, VCHAR and obs-text
+// only.
+func parseResponseStatusLine(line []byte) (int, bool) {
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) ||
+		line[7] < '0' || line[7] > '9' || line[8] != ' ' {
+		return 0, false
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 || (len(line) > 12 && (line[12] != ' ' || !isFieldValue(line[13:]))) {
+		return 0, false
+	}
+	return code, true
+}
+
+// isToken reports whether b is a non-empty token (RFC 9110 §5.6.2).
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !isTokenByte(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// isFieldValue reports whether b holds only field-value bytes (RFC 9110
+// §5.5): HTAB, SP, VCHAR and obs-text; no NUL, CR, LF or other control.
+func isFieldValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // nextHeadLine splits the first line (without its CRLF or LF) off b.

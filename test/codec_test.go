@@ -1,0 +1,86 @@
+package test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Black-box tests of the HTTP/1.1 codec rules both request paths share
+// (SPEC §4): upstream response heads that break RFC 9112, chunk extensions,
+// absolute-form targets and Upgrade. CI runs this package with the event
+// loop on and off, so each rule is checked on both paths.
+
+// codecBadHeads are upstream answers whose heads break RFC 9112; each must
+// reach the client as 502, whatever the request path.
+var codecBadHeads = map[string]string{
+	"nul":             "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+	"bare-cr":         "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok",
+	"ctl":             "HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok",
+	"space-colon":     "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 2\r\n\r\nok",
+	"bad-name":        "HTTP/1.1 200 OK\r\nX(A): b\r\nContent-Length: 2\r\n\r\nok",
+	"dup-cl":          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+	"conflicting-cl":  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+	"cl-and-te":       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+	"obs-fold":        "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+	"status-line":     "HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok",
+	"version":         "HTTP/1.x 200 OK\r\nContent-Length: 2\r\n\r\nok",
+	"reason-ctl":      "HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok",
+	"oversize":        "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Big: "+strings.Repeat("b", 100)+"\r\n", 200) + "Content-Length: 2\r\n\r\nok",
+	"oversize-lf":     "HTTP/1.1 200 OK\n" + strings.Repeat("X-B: b\n", 2200) + "Content-Length: 2\n\nok",
+	"bad-chunk-ext":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\"ok\r\nok\r\n0\r\n\r\n",
+	"chunk-ext-token": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b@c\r\nok\r\n0\r\n\r\n",
+}
+
+func codecBadHeadUpstream(t *testing.T) *fwdUpstream {
+	return fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
+		target := strings.Fields(head)[1]
+		if raw, ok := codecBadHeads[strings.TrimPrefix(target, "/bad/")]; ok {
+			io.WriteString(c, raw)
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+}
+
+// TestBadUpstreamHeadIs502: a response head that breaks RFC 9112 is never
+// relayed, on either path; the client gets 502. A bad chunk extension is
+// only seen once the head is on its way, so there the client connection
+// is cut: no answer, or a body that never completes.
+func TestBadUpstreamHeadIs502(t *testing.T) {
+	up := codecBadHeadUpstream(t)
+	g := fwdGate(t, up.URL, nil)
+	for name := range codecBadHeads {
+		t.Run(name, func(t *testing.T) {
+			c, br := fwdDial(t, g)
+			io.WriteString(c, "GET /bad/"+name+" HTTP/1.1\r\nHost: chat\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			chunkErr := strings.Contains(name, "chunk-ext")
+			if err != nil {
+				if chunkErr {
+					return // cut before the head went out
+				}
+				t.Fatalf("read response: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if chunkErr && resp.StatusCode == 200 {
+				// The head went out before the bad size line was read:
+				// the body must be cut, never complete.
+				if err == nil {
+					t.Fatalf("got a complete 200 body %q, want 502 or a cut body", body)
+				}
+				return
+			}
+			if resp.StatusCode != 502 {
+				t.Fatalf("got %d %q, want 502", resp.StatusCode, body)
+			}
+		})
+	}
+	// The gate still serves.
+	c, br := fwdDial(t, g)
+	if resp, body := fwdRoundTrip(t, c, br, "GET /fine HTTP/1.1\r\nHost: chat\r\n\r\n", "GET"); resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("after the bad heads: got %d %q", resp.StatusCode, body)
+	}
+}
