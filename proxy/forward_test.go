@@ -212,7 +212,9 @@ func TestReadChunkSize(t *testing.T) {
 
 func TestRemoveHopByHop(t *testing.T) {
 	ctx := fwdParseRequest(t, "GET /websocket HTTP/1.1\r\nHost: h\r\nconnection: Upgrade, x-priv\r\nupgrade: websocket\r\nx-priv: 1\r\nKeep-Alive: 1\r\nCookie: a=1;  b\r\nX-Keep: k\r\n\r\n", "192.0.2.7:1")
-	removeHopByHopRequest(&ctx.Request.Header, true)
+	if err := removeHopByHopRequest(&ctx.Request.Header, true); err != nil {
+		t.Fatal(err)
+	}
 	got := string(ctx.Request.Header.Header())
 	for _, gone := range []string{"x-priv", "Keep-Alive", "connection:"} {
 		if strings.Contains(got, gone) {
@@ -230,7 +232,9 @@ func TestRemoveHopByHop(t *testing.T) {
 	if err := rh.Read(bufio.NewReader(strings.NewReader("HTTP/1.1 400 Bad Request\r\nconnection: x-up\r\nx-up: 1\r\nUpgrade: websocket\r\nProxy-Authenticate: B\r\nX-Keep: k\r\nContent-Length: 0\r\n\r\n"))); err != nil {
 		t.Fatal(err)
 	}
-	removeHopByHopResponse(&rh, false)
+	if err := removeHopByHopResponse(&rh, false); err != nil {
+		t.Fatal(err)
+	}
 	got = rh.String()
 	for _, gone := range []string{"x-up", "Upgrade", "Proxy-Authenticate", "connection"} {
 		if strings.Contains(got, gone) {

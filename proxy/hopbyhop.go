@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 
 	"github.com/valyala/fasthttp"
 )
@@ -143,15 +144,35 @@ func trimFieldValue(b []byte) []byte {
 // connTokens holds the field names listed in Connection headers (RFC 9110
 // §7.6.1): those fields are hop-by-hop too. The slices point into the
 // request or response being forwarded and live as long as it does. Eight
-// inline slots cover every real client; more spill to the heap.
+// inline slots cover every real client and are scanned; more (up to
+// maxConnTokens) spill to the heap and are looked up through a hash index
+// built on first use, so a head full of fields costs time linear in its
+// size, not in fields times tokens.
 type connTokens struct {
 	inline [8][]byte
 	n      int
 	more   [][]byte
+	// index is an open-addressing table over inline and more: 0 is an
+	// empty slot, i+1 the token at position i. indexed is how many tokens
+	// it holds; it is rebuilt when add has added more since.
+	index   []int32
+	indexed int
 }
 
-// add records the comma-separated tokens of one Connection field value.
-func (t *connTokens) add(value []byte) {
+// maxConnTokens bounds the tokens of a message's Connection fields. Real
+// peers list one to three (keep-alive, close, Upgrade); a head listing more
+// is refused (400 from a client, 502 from the upstream) rather than held
+// token by token.
+const maxConnTokens = 64
+
+// errConnTokens refuses a head whose Connection fields list more than
+// maxConnTokens tokens.
+var errConnTokens = errors.New("proxy: too many Connection options")
+
+// add records the comma-separated tokens of one Connection field value; it
+// returns errConnTokens, having recorded none past it, when they pass
+// maxConnTokens.
+func (t *connTokens) add(value []byte) error {
 	for len(value) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(value, ','); i >= 0 {
@@ -163,28 +184,99 @@ func (t *connTokens) add(value []byte) {
 		if len(tok) == 0 {
 			continue
 		}
-		if t.n < len(t.inline) {
+		switch {
+		case t.n < len(t.inline):
 			t.inline[t.n] = tok
 			t.n++
-		} else {
+		case t.count() == maxConnTokens:
+			return errConnTokens
+		default:
 			t.more = append(t.more, tok)
 		}
 	}
+	return nil
+}
+
+// count is the number of tokens recorded.
+func (t *connTokens) count() int { return t.n + len(t.more) }
+
+// at returns the i-th token recorded.
+func (t *connTokens) at(i int) []byte {
+	if i < len(t.inline) {
+		return t.inline[i]
+	}
+	return t.more[i-len(t.inline)]
 }
 
 // names reports whether the Connection headers named the field name.
 func (t *connTokens) names(name []byte) bool {
-	for i := 0; i < t.n; i++ {
-		if bytes.EqualFold(t.inline[i], name) {
+	if len(t.more) == 0 {
+		for i := 0; i < t.n; i++ {
+			if bytes.EqualFold(t.inline[i], name) {
+				return true
+			}
+		}
+		return false
+	}
+	if t.indexed != t.count() {
+		t.buildIndex()
+	}
+	mask := uint64(len(t.index) - 1)
+	for s := foldHash(name) & mask; ; s = (s + 1) & mask {
+		j := t.index[s]
+		if j == 0 {
+			return false
+		}
+		if bytes.EqualFold(t.at(int(j-1)), name) {
 			return true
 		}
 	}
-	for _, tok := range t.more {
-		if bytes.EqualFold(tok, name) {
-			return true
+}
+
+// buildIndex hashes every token into index, at most half full; repeated
+// tokens take one slot.
+func (t *connTokens) buildIndex() {
+	n := t.count()
+	size := 16
+	for size < 2*n {
+		size <<= 1
+	}
+	if cap(t.index) >= size {
+		t.index = t.index[:size]
+		clear(t.index)
+	} else {
+		t.index = make([]int32, size)
+	}
+	mask := uint64(size - 1)
+	for i := range n {
+		tok := t.at(i)
+		for s := foldHash(tok) & mask; ; s = (s + 1) & mask {
+			j := t.index[s]
+			if j == 0 {
+				t.index[s] = int32(i + 1)
+				break
+			}
+			if bytes.EqualFold(t.at(int(j-1)), tok) {
+				break
+			}
 		}
 	}
-	return false
+	t.indexed = n
+}
+
+// foldHash hashes b as if it were ASCII lower case (FNV-1a). It is not
+// keyed: a client can make tokens collide, but maxConnTokens bounds a
+// lookup to as many comparisons as a scan would make.
+func foldHash(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // has reports whether token (ASCII, any case) was listed.
@@ -205,7 +297,8 @@ func (t *connTokens) has(token string) bool {
 // removeHopByHopRequest deletes the hop-by-hop fields of SPEC §4 from h: the
 // fixed list and every field named in a Connection header. With
 // keepUpgrade (a WebSocket handshake) Upgrade is kept and Connection is
-// reduced to "Upgrade".
+// reduced to "Upgrade". If the Connection fields list more than
+// maxConnTokens tokens it returns errConnTokens and leaves h as it was.
 //
 // The names to delete are found in h.RawHeaders(), exactly as the client
 // spelled them, because with DisableHeaderNamesNormalizing fasthttp's Del
@@ -214,19 +307,20 @@ func (t *connTokens) has(token string) bool {
 // moving the last field into the hole, so the order of the remaining fields
 // may change: forwarding code that must keep the order writes the raw block
 // instead (appendRequestHead).
-func removeHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) {
+func removeHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) error {
 	raw := h.RawHeaders()
 	var tokens connTokens
+	var err error
 	found := false
 	forEachField(raw, func(name, value []byte) {
 		k := classifyField(name)
-		if k == fieldConnection {
-			tokens.add(value)
+		if k == fieldConnection && err == nil {
+			err = tokens.add(value)
 		}
 		found = found || k.hopByHop()
 	})
-	if !found {
-		return
+	if err != nil || !found {
+		return err
 	}
 	var del [][]byte
 	forEachField(raw, func(name, _ []byte) {
@@ -247,19 +341,23 @@ func removeHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) {
 	if keepUpgrade {
 		h.Set(fasthttp.HeaderConnection, "Upgrade")
 	}
+	return nil
 }
 
 // removeHopByHopResponse deletes the hop-by-hop fields of SPEC §4 from an
 // upstream response header h, like removeHopByHopRequest: the fixed list and
 // every field named in a Connection header; with keepUpgrade (a 101 answer
-// to a WebSocket handshake) Upgrade is kept and Connection is "Upgrade".
+// to a WebSocket handshake) Upgrade is kept and Connection is "Upgrade";
+// errConnTokens, with h as it was, past maxConnTokens tokens.
 // The order of the remaining fields may change (see removeHopByHopRequest).
-func removeHopByHopResponse(h *fasthttp.ResponseHeader, keepUpgrade bool) {
+func removeHopByHopResponse(h *fasthttp.ResponseHeader, keepUpgrade bool) error {
 	var tokens connTokens
 	var del [][]byte
 	for name, value := range h.All() {
 		if classifyField(name) == fieldConnection {
-			tokens.add(value)
+			if err := tokens.add(value); err != nil {
+				return err
+			}
 		}
 	}
 	for name := range h.All() {
@@ -278,6 +376,7 @@ func removeHopByHopResponse(h *fasthttp.ResponseHeader, keepUpgrade bool) {
 	if keepUpgrade {
 		h.Set(fasthttp.HeaderConnection, "Upgrade")
 	}
+	return nil
 }
 
 // forEachField calls f for each field of a raw header block (lines ending

@@ -98,7 +98,9 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		value := trimFieldValue(line[c+1:])
 		switch classifyField(name) {
 		case fieldConnection:
-			tokens.add(value)
+			if err := tokens.add(value); err != nil {
+				return dst, head, err
+			}
 		case fieldTransferEncoding:
 			// fasthttp allows one Transfer-Encoding of "chunked" or
 			// "identity"; only chunked frames a body (RFC 9112 §6.1).

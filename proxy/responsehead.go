@@ -85,7 +85,9 @@ func filterResponseHead(dst, block []byte) ([]byte, int, respFraming, error) {
 		name, value := l[:c], trimFieldValue(l[c+1:])
 		switch classifyField(name) {
 		case fieldConnection:
-			tokens.add(value)
+			if err := tokens.add(value); err != nil {
+				return dst, 0, fr, fmt.Errorf("%w: %w", errBadResponse, err)
+			}
 		case fieldContentLength:
 			n := parseDecimal(value)
 			if n < 0 || len(value) == 0 || sawCL {

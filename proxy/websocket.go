@@ -310,7 +310,11 @@ func (t *tunnels) relayRefusal(ctx *fasthttp.RequestCtx, br *bufio.Reader) {
 	}
 	// RFC 9110 §15.5.22: a 426 names the protocols to upgrade to in its
 	// Upgrade header; it is the client's cue, so it stays.
-	removeHopByHopResponse(&resp.Header, resp.StatusCode() == fasthttp.StatusUpgradeRequired)
+	if err := removeHopByHopResponse(&resp.Header, resp.StatusCode() == fasthttp.StatusUpgradeRequired); err != nil {
+		resp.Reset()
+		t.upstreamFailed(ctx, err)
+		return
+	}
 	t.log.Debug("upstream refused upgrade", zap.Int("status", resp.StatusCode()))
 }
 

@@ -4,8 +4,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Black-box tests of the HTTP/1.1 codec rules both request paths share
@@ -32,6 +34,7 @@ var codecBadHeads = map[string]string{
 	"oversize-lf":     "HTTP/1.1 200 OK\n" + strings.Repeat("X-B: b\n", 2200) + "Content-Length: 2\n\nok",
 	"bad-chunk-ext":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\"ok\r\nok\r\n0\r\n\r\n",
 	"chunk-ext-token": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b@c\r\nok\r\n0\r\n\r\n",
+	"conn-tokens":     "HTTP/1.1 200 OK\r\nConnection: " + strings.Repeat("x,", 100) + "y\r\nContent-Length: 2\r\n\r\nok",
 }
 
 func codecBadHeadUpstream(t *testing.T) *fwdUpstream {
@@ -82,5 +85,30 @@ func TestBadUpstreamHeadIs502(t *testing.T) {
 	c, br := fwdDial(t, g)
 	if resp, body := fwdRoundTrip(t, c, br, "GET /fine HTTP/1.1\r\nHost: chat\r\n\r\n", "GET"); resp.StatusCode != 200 || string(body) != "ok" {
 		t.Fatalf("after the bad heads: got %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestTooManyConnectionTokens: a request whose Connection fields list more
+// options than any client sends is refused with 400 on both paths, and
+// nothing is forwarded.
+func TestTooManyConnectionTokens(t *testing.T) {
+	up := fwdStartUpstream(t, nil)
+	g := fwdGate(t, up.URL, nil)
+	var list []string
+	for i := range 3500 {
+		list = append(list, strconv.FormatInt(int64(i), 36))
+	}
+	raw := "GET / HTTP/1.1\r\nHost: chat\r\nConnection: " + strings.Join(list, ",") + "\r\n\r\n"
+	if got := rawExchange(t, g, raw); got != 400 {
+		t.Errorf("3 500 Connection tokens: got %d, want 400", got)
+	}
+	up.none(t, 100*time.Millisecond)
+	c, br := fwdDial(t, g)
+	raw = "GET / HTTP/1.1\r\nHost: chat\r\nConnection: keep-alive, " + strings.Join(list[:60], ",") + "\r\n" + list[59] + ": x\r\n\r\n"
+	if resp, _ := fwdRoundTrip(t, c, br, raw, "GET"); resp.StatusCode != 200 {
+		t.Errorf("61 Connection tokens: got %d, want 200", resp.StatusCode)
+	}
+	if head := up.next(t); strings.Contains(head, "\r\n"+list[59]+":") {
+		t.Errorf("field named in Connection forwarded:\n%s", head)
 	}
 }
