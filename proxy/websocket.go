@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -146,22 +147,24 @@ func upstreamDialAddr(u *url.URL) string {
 }
 
 // isWebSocketUpgrade reports whether the request opens a WebSocket
-// (RFC 6455 §4.1): method GET, an Upgrade header holding the token
-// "websocket" and a Connection header holding "upgrade", names and tokens
-// case-insensitive, and no request body. Anything else — a POST that asks
-// for an upgrade, say — is forwarded as a plain request, and the forwarder
-// drops its Upgrade header as hop-by-hop. It runs on every request, so it
-// does not allocate.
+// (RFC 6455 §4.1): method GET, one Upgrade header whose value is exactly
+// the token "websocket", a Connection header holding "upgrade", names and
+// tokens case-insensitive, and no request body. Anything else — a POST that
+// asks for an upgrade, "Upgrade: h2c, websocket", two Upgrade fields — is
+// forwarded as a plain request, and the forwarder drops its Upgrade header
+// as hop-by-hop (SPEC §4: only WebSocket upgrades are forwarded; a list
+// would let the upstream switch to a protocol the tunnel was not meant
+// for). It runs on every request, so it does not allocate.
 func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
 	if !h.IsGet() || h.ContentLength() > 0 || h.ContentLength() == -1 {
 		return false
 	}
-	upgrade, connection := false, false
+	upgrades, websocket, connection := 0, false, false
 	raw := h.RawHeaders()
 	if len(raw) == 0 {
 		// Not parsed from the wire (an in-process request): fall back to
 		// the exact-case names clients send.
-		return headerHasToken(h.Peek("Upgrade"), "websocket") &&
+		return equalFoldASCII(trimFieldValue(h.Peek("Upgrade")), "websocket") &&
 			headerHasToken(h.Peek("Connection"), "upgrade")
 	}
 	// With DisableHeaderNamesNormalizing, Peek matches names exactly, and a
@@ -174,12 +177,13 @@ func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
 		line, raw = nextHeaderLine(raw)
 		switch {
 		case len(line) > 7 && line[7] == ':' && equalFoldASCII(line[:7], "upgrade"):
-			upgrade = upgrade || headerHasToken(line[8:], "websocket")
+			upgrades++
+			websocket = equalFoldASCII(trimFieldValue(line[8:]), "websocket")
 		case len(line) > 10 && line[10] == ':' && equalFoldASCII(line[:10], "connection"):
 			connection = connection || headerHasToken(line[11:], "upgrade")
 		}
 	}
-	return upgrade && connection
+	return upgrades == 1 && websocket && connection
 }
 
 // serve runs the handshake with the upstream and, on 101, hands the client
@@ -222,6 +226,14 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 		t.relayRefusal(ctx, br)
 		releaseHeadReader(br)
 		up.Close()
+		return
+	}
+	if err := checkSwitchHead(head); err != nil {
+		releaseHeadReader(br)
+		up.Close()
+		t.metrics.upstreamError("protocol")
+		t.log.Debug("upstream switched to something else", zap.Error(err))
+		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 		return
 	}
 
@@ -281,6 +293,40 @@ func writeAndReadHead(up net.Conn, br *bufio.Reader, req []byte) ([]byte, error)
 		br.Discard(len(head))
 	}
 	return nil, errBadResponseHead
+}
+
+// errNotWebSocket is a 101 answer to a WebSocket handshake that does not
+// switch to websocket.
+var errNotWebSocket = fmt.Errorf("%w: 101 does not switch to websocket", errBadResponse)
+
+// checkSwitchHead checks a 101 answer to a WebSocket handshake before it is
+// relayed as it came: the head must pass the check every upstream head
+// passes (filterResponseHead) and
+// hold one Upgrade field whose value is "websocket" (RFC 6455 §4.2.2) —
+// a 101 to h2c or to nothing is not a WebSocket, and a tunnel would join
+// the client to whatever it is (SPEC §4: 502).
+func checkSwitchHead(head []byte) error {
+	bp := headBuffers.Get().(*[]byte)
+	out, _, _, err := filterResponseHead((*bp)[:0], head)
+	*bp = out[:0]
+	headBuffers.Put(bp)
+	if err != nil {
+		return err
+	}
+	upgrades, websocket := 0, false
+	_, rest := nextHeaderLine(head)
+	for len(rest) > 0 {
+		var line []byte
+		line, rest = nextHeaderLine(rest)
+		if c := bytes.IndexByte(line, ':'); c > 0 && classifyField(line[:c]) == fieldUpgrade {
+			upgrades++
+			websocket = equalFoldASCII(trimFieldValue(line[c+1:]), "websocket")
+		}
+	}
+	if upgrades != 1 || !websocket {
+		return errNotWebSocket
+	}
+	return nil
 }
 
 // upstreamFailed answers the client after a failed handshake: 504 when the

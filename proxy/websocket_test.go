@@ -51,7 +51,14 @@ func TestIsWebSocketUpgrade(t *testing.T) {
 		{"mixed-case token", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: UPGRADE\r\n\r\n", true},
 		// Firefox sends this Connection header.
 		{"connection list", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n", true},
-		{"upgrade list", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: foo/2, websocket\r\nConnection: Upgrade\r\n\r\n", true},
+		// Only an Upgrade of exactly websocket is a WebSocket handshake;
+		// anything else is a plain request with Upgrade dropped (SPEC §4).
+		{"upgrade list", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: foo/2, websocket\r\nConnection: Upgrade\r\n\r\n", false},
+		{"h2c first", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade\r\n\r\n", false},
+		{"websocket first", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\n", false},
+		{"two upgrade fields", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false},
+		{"websocket with spaces", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade:  websocket \r\nConnection: Upgrade\r\n\r\n", true},
+		{"empty list items", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket,\r\nConnection: Upgrade\r\n\r\n", false},
 		{"connection split over two lines", "GET /websocket HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", true},
 		{"no connection upgrade", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n\r\n", false},
 		{"no upgrade header", "GET /websocket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\r\n", false},
@@ -773,4 +780,25 @@ func checkLeaks(t *testing.T) {
 	}
 	// Registered first, so it runs after every later cleanup.
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
+}
+
+func TestCheckSwitchHead(t *testing.T) {
+	const sw = "HTTP/1.1 101 Switching Protocols\r\n"
+	for _, tt := range []struct {
+		name, head string
+		ok         bool
+	}{
+		{"websocket", sw + "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n", true},
+		{"any case", sw + "upgrade: WebSocket\r\nconnection: upgrade\r\n\r\n", true},
+		{"no upgrade", sw + "Connection: Upgrade\r\n\r\n", false},
+		{"h2c", sw + "Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n", false},
+		{"list", sw + "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\n", false},
+		{"two fields", sw + "Upgrade: websocket\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", false},
+		{"malformed head", sw + "Upgrade: websocket\r\nX-A: a\x00b\r\n\r\n", false},
+		{"space before colon", sw + "Upgrade : websocket\r\n\r\n", false},
+	} {
+		if err := checkSwitchHead([]byte(tt.head)); (err == nil) != tt.ok {
+			t.Errorf("%s: got %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -110,5 +111,66 @@ func TestTooManyConnectionTokens(t *testing.T) {
 	}
 	if head := up.next(t); strings.Contains(head, "\r\n"+list[59]+":") {
 		t.Errorf("field named in Connection forwarded:\n%s", head)
+	}
+}
+
+// TestUpgradeOtherThanWebSocket: only an Upgrade of exactly "websocket" is
+// forwarded as one; "h2c, websocket" or two Upgrade fields are plain
+// requests with Upgrade dropped, and a 101 that does not switch to
+// websocket is 502, not a tunnel.
+func TestUpgradeOtherThanWebSocket(t *testing.T) {
+	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
+		switch target := strings.Fields(head)[1]; target {
+		case "/h2c-101":
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI")
+		case "/no-upgrade-101":
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\nsecret")
+		case "/ws-101":
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Accept: x\r\n\r\nhello")
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	g := fwdGate(t, up.URL, nil)
+	const ws = "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+	for _, upgrade := range []string{"Upgrade: h2c, websocket\r\n", "Upgrade: websocket\r\nUpgrade: websocket\r\n", "Upgrade: websocket, h2c\r\n"} {
+		c, br := fwdDial(t, g)
+		resp, body := fwdRoundTrip(t, c, br, "GET /plain HTTP/1.1\r\nHost: chat\r\n"+upgrade+ws, "GET")
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Errorf("%q: got %d %q, want the plain 200", upgrade, resp.StatusCode, body)
+		}
+		head := up.next(t)
+		for _, l := range fwdHeaderLines(head) {
+			name, _, _ := strings.Cut(l, ":")
+			if strings.EqualFold(name, "Upgrade") || strings.EqualFold(name, "Connection") {
+				t.Errorf("%q: upstream got %q:\n%s", upgrade, l, head)
+			}
+		}
+	}
+
+	// A 101 to a WebSocket handshake that switches to something else.
+	for _, path := range []string{"/h2c-101", "/no-upgrade-101"} {
+		c, br := fwdDial(t, g)
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\n"+ws)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 502 {
+			t.Errorf("%s: got %d, want 502", path, resp.StatusCode)
+		}
+	}
+	// One that does switch to websocket (any case) is tunnelled.
+	c, br := fwdDial(t, g)
+	io.WriteString(c, "GET /ws-101 HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\n"+ws)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("/ws-101: got %v %v, want 101", resp, err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(bufio.NewReader(br), got); err != nil || string(got) != "hello" {
+		t.Errorf("/ws-101: tunnel gave %q %v, want hello", got, err)
 	}
 }
