@@ -20,6 +20,7 @@ var (
 	errFieldName    = errors.New("proxy: malformed header field name")
 	errCLAndTE      = errors.New("proxy: both Content-Length and Transfer-Encoding")
 	errTransferCode = errors.New("proxy: transfer coding other than chunked")
+	errTarget       = errors.New("proxy: absolute-form target without an http(s) host")
 )
 
 // requestHead is what appendRequestHead learned about a request's framing.
@@ -53,6 +54,17 @@ func (r requestHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
 // With upgrade (a WebSocket handshake, for websocket.go) Upgrade is kept and
 // a single "Connection: Upgrade" is sent.
 //
+// An absolute-form target ("GET http://chat.example/api/v1/me HTTP/1.1")
+// names the request's host itself, and RFC 9112 §3.2.2 has a proxy
+// replace the received Host with it: the target goes upstream as sent, and
+// Host (and X-Forwarded-Host, when the proxy sets it) is the target's
+// authority. Node — Rocket.Chat's server — takes the authority from the
+// absolute URL too, so the upstream and the Host it is told agree, and a
+// client cannot show the upstream one host in Host and another in the
+// target. A server must accept absolute-form (RFC 9112 §3.2.2), so it is
+// not refused; one whose scheme is not http or https, whose authority is
+// empty or carries userinfo (RFC 9110 §4.2.4) is refused with errTarget.
+//
 // A head that could be framed two ways is refused with one of the errors
 // above (request smuggling, RFC 9112 §6.1 and §6.3); nothing is written to
 // dst then worth sending.
@@ -66,6 +78,10 @@ func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade 
 func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Addr, isTLS, upgrade bool) ([]byte, requestHead, error) {
 	raw := h.RawHeaders()
 	head := requestHead{contentLength: -1}
+	authority, absolute := targetAuthority(h.RequestURI())
+	if absolute && authority == nil {
+		return dst, head, errTarget
+	}
 
 	// Pass 1: validate every line and learn what pass 2 needs (Connection
 	// tokens must be known before the fields they name are copied).
@@ -146,6 +162,11 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		c := bytes.IndexByte(line, ':')
 		name := line[:c]
 		switch k := classifyField(name); {
+		case absolute && k == fieldHost:
+			dst = append(dst, "Host: "...)
+			dst = append(dst, authority...)
+			dst = append(dst, "\r\n"...)
+			continue
 		case upgrade && k == fieldUpgrade:
 		case k.hopByHop():
 			continue
@@ -174,11 +195,19 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		dst = append(dst, line...)
 	}
 
+	if absolute {
+		host = authority
+	}
 	if !sawHost {
 		// HTTP/1.0 clients may omit Host; HTTP/1.1 requires one upstream
-		// (RFC 9112 §3.2), so name the upstream as nginx does.
+		// (RFC 9112 §3.2), so name the target's authority or, in
+		// origin-form, the upstream as nginx does.
 		dst = append(dst, "Host: "...)
-		dst = append(dst, p.fwd.hostHeader...)
+		if absolute {
+			dst = append(dst, authority...)
+		} else {
+			dst = append(dst, p.fwd.hostHeader...)
+		}
 		dst = append(dst, "\r\n"...)
 	}
 	if head.chunked {
@@ -209,6 +238,49 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 	dst = append(dst, "\r\n"...)
 	return dst, head, nil
 }
+
+// targetAuthority reports whether target is in absolute-form (RFC 9112
+// §3.2.2: scheme "://" authority, as opposed to origin-form "/path",
+// asterisk-form and authority-form) and returns its authority, or nil if
+// the scheme is not http or https or the authority is empty, carries
+// userinfo or holds a byte no host or port may hold (RFC 3986 §3.2).
+func targetAuthority(target []byte) ([]byte, bool) {
+	if len(target) == 0 || target[0] == '/' || target[0] == '*' {
+		return nil, false
+	}
+	i := bytes.Index(target, []byte("://"))
+	if i < 0 || bytes.IndexByte(target[:i], '/') >= 0 {
+		return nil, false
+	}
+	if !equalFoldASCII(target[:i], "http") && !equalFoldASCII(target[:i], "https") {
+		return nil, true
+	}
+	rest := target[i+3:]
+	end := len(rest)
+	if j := bytes.IndexAny(rest, "/?#"); j >= 0 {
+		end = j
+	}
+	authority := rest[:end]
+	if len(authority) == 0 {
+		return nil, true
+	}
+	for _, c := range authority {
+		if !authorityBytes[c] {
+			return nil, true
+		}
+	}
+	return authority, true
+}
+
+// authorityBytes marks the bytes of host [ ":" port ] (RFC 3986 §3.2.2:
+// unreserved, sub-delims, pct-encoded, IP-literal brackets and ":"); "@"
+// (userinfo) is left out on purpose.
+var authorityBytes = func() (t [256]bool) {
+	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%" {
+		t[c] = true
+	}
+	return t
+}()
 
 // parseDecimal parses a Content-Length fasthttp has already validated.
 func parseDecimal(b []byte) int64 {

@@ -174,3 +174,46 @@ func TestUpgradeOtherThanWebSocket(t *testing.T) {
 		t.Errorf("/ws-101: tunnel gave %q %v, want hello", got, err)
 	}
 }
+
+// TestAbsoluteFormTargetHost: an absolute-form target's authority is the
+// request's host (RFC 9112 §3.2.2): it replaces the client's Host on the
+// way upstream, on both paths. An authority with userinfo or none at all
+// is refused.
+func TestAbsoluteFormTargetHost(t *testing.T) {
+	up := fwdStartUpstream(t, nil)
+	g := fwdGate(t, up.URL, nil)
+	c, br := fwdDial(t, g)
+	for _, m := range []string{"GET", "POST"} {
+		raw := m + " http://Other.example:81/x?y=1 HTTP/1.1\r\nHost: chat\r\nContent-Length: 0\r\n\r\n"
+		resp, _ := fwdRoundTrip(t, c, br, raw, m)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: got %d, want 200", m, resp.StatusCode)
+		}
+		head := up.next(t)
+		if !strings.HasPrefix(head, m+" http://Other.example:81/x?y=1 HTTP/1.1\r\n") {
+			t.Errorf("%s: target not forwarded as sent:\n%s", m, head)
+		}
+		var hosts, fwdHosts []string
+		for _, l := range fwdHeaderLines(head) {
+			name, value, _ := strings.Cut(l, ":")
+			switch strings.ToLower(name) {
+			case "host":
+				hosts = append(hosts, strings.TrimSpace(value))
+			case "x-forwarded-host":
+				fwdHosts = append(fwdHosts, strings.TrimSpace(value))
+			}
+		}
+		if len(hosts) != 1 || hosts[0] != "Other.example:81" {
+			t.Errorf("%s: upstream Host %q, want [Other.example:81]:\n%s", m, hosts, head)
+		}
+		if len(fwdHosts) != 1 || fwdHosts[0] != "Other.example:81" {
+			t.Errorf("%s: upstream X-Forwarded-Host %q, want [Other.example:81]", m, fwdHosts)
+		}
+	}
+	for _, target := range []string{"http://user@other/", "http:///x", "ftp://other/"} {
+		if got := rawExchange(t, g, "GET "+target+" HTTP/1.1\r\nHost: chat\r\n\r\n"); got != 400 {
+			t.Errorf("target %q: got %d, want 400", target, got)
+		}
+	}
+	up.none(t, 100*time.Millisecond)
+}
