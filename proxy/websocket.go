@@ -174,7 +174,7 @@ func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
 	// matter, and the rest are skipped after one look.
 	for len(raw) > 0 {
 		var line []byte
-		line, raw = nextHeaderLine(raw)
+		line, raw = nextHeadLine(raw)
 		switch {
 		case len(line) > 7 && line[7] == ':' && equalFoldASCII(line[:7], "upgrade"):
 			upgrades++
@@ -314,10 +314,10 @@ func checkSwitchHead(head []byte) error {
 		return err
 	}
 	upgrades, websocket := 0, false
-	_, rest := nextHeaderLine(head)
+	_, rest := nextHeadLine(head)
 	for len(rest) > 0 {
 		var line []byte
-		line, rest = nextHeaderLine(rest)
+		line, rest = nextHeadLine(rest)
 		if c := bytes.IndexByte(line, ':'); c > 0 && classifyField(line[:c]) == fieldUpgrade {
 			upgrades++
 			websocket = equalFoldASCII(trimFieldValue(line[c+1:]), "websocket")
@@ -604,40 +604,12 @@ func peekResponseHead(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// parseStatusLine returns the status code of an HTTP/1.x response head.
+// parseStatusLine returns the status code of an HTTP/1.x response head,
+// read from its first line with the parser every upstream head goes
+// through (parseResponseStatusLine).
 func parseStatusLine(head []byte) (int, bool) {
-	// "HTTP/1.1 101 Switching Protocols" (RFC 9112 §4).
-	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.")) || head[8] != ' ' {
-		return 0, false
-	}
-	code := 0
-	for _, c := range head[9:12] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		code = code*10 + int(c-'0')
-	}
-	if len(head) > 12 && head[12] != ' ' && head[12] != '\r' {
-		return 0, false
-	}
-	if code < 100 {
-		return 0, false
-	}
-	return code, true
-}
-
-// nextHeaderLine splits b at its first line end (CRLF or LF) and returns the
-// line without it and what follows.
-func nextHeaderLine(b []byte) (line, rest []byte) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 0 {
-		return b, nil
-	}
-	line, rest = b[:i], b[i+1:]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
-	return line, rest
+	line, _ := nextHeadLine(head)
+	return parseResponseStatusLine(line)
 }
 
 // headerHasToken reports whether the comma-separated list v holds token,

@@ -164,10 +164,10 @@ func FuzzAppendHandshakeHead(f *testing.F) {
 		if _, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out))); err != nil {
 			t.Fatalf("handshake %q does not parse: %v", out, err)
 		}
-		_, headers := nextHeaderLine(out)
+		_, headers := nextHeadLine(out)
 		for rest := headers; len(rest) > 0; {
 			var line []byte
-			line, rest = nextHeaderLine(rest)
+			line, rest = nextHeadLine(rest)
 			i := bytes.IndexByte(line, ':')
 			if i <= 0 {
 				continue
@@ -193,6 +193,8 @@ func TestParseStatusLine(t *testing.T) {
 		{"HTTP/1.1 09x \r\n\r\n", 0, false},
 		{"HTTP/1.1 099 x\r\n\r\n", 0, false},
 		{"SSH-2.0-OpenSSH\r\n\r\n", 0, false},
+		{"HTTP/1.1 101 Switching\x00Protocols\r\n\r\n", 0, false},
+		{"HTTP/1.1 101\rX\r\n\r\n", 0, false},
 	}
 	for _, tt := range tests {
 		code, ok := parseStatusLine([]byte(tt.head))
