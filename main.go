@@ -173,20 +173,10 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 			return exitConfig
 		}
 		serveRoute := h.Serve
-		if sc := cfg.Sessions.Shadow; sc.Rate > 0 {
-			if sh, err = shadow.New(shadow.Options{
-				Rate:                  sc.Rate,
-				Mode:                  sc.Mode,
-				MaxInflight:           sc.MaxInflight,
-				Timeout:               sc.Timeout,
-				UpstreamURL:           cfg.Upstream.URL,
-				TLSInsecureSkipVerify: cfg.Upstream.TLSInsecureSkipVerify,
-				Log:                   log,
-				Registerer:            reg,
-			}); err != nil {
-				fmt.Fprintf(stderr, "sessiongate: %v\n", err)
-				return exitConfig
-			}
+		if sh, err = shadow.FromConfig(cfg, log, reg); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+			return exitConfig
+		} else if sh != nil {
 			serveRoute = sh.Wrap(h.Serve)
 		}
 		routes = append(routes, proxy.Route{Method: "GET", Path: "/api/v1/sessions/info", Class: "sessions_info", Serve: serveRoute})

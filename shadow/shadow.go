@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/config"
 )
 
 // Values of Options.Mode (the words of sessions.shadow.mode).
@@ -63,6 +66,10 @@ type Options struct {
 	// TLSInsecureSkipVerify disables certificate checks for an https
 	// upstream. Default false.
 	TLSInsecureSkipVerify bool
+	// TrustedProxies are the peers whose X-Real-IP is kept
+	// (proxy.trusted_proxies), for the client address the shadow's
+	// request carries. Default none.
+	TrustedProxies []netip.Prefix
 	// Log receives the shadow's messages (as "shadow"). Default: none.
 	Log *zap.Logger
 	// Registerer receives the shadow's metrics. Default: none.
@@ -78,6 +85,7 @@ type Shadow struct {
 	max      int64
 	inflight atomic.Int64
 	up       *upstream
+	trusted  []netip.Prefix
 	log      *zap.Logger
 	metrics  *metrics
 
@@ -101,7 +109,7 @@ func New(opts Options) (*Shadow, error) {
 	if !(opts.Rate > 0 && opts.Rate <= 1) {
 		return nil, fmt.Errorf("shadow: rate: %v: must be above 0 and at most 1", opts.Rate)
 	}
-	s := &Shadow{rate: opts.Rate, log: opts.Log}
+	s := &Shadow{rate: opts.Rate, log: opts.Log, trusted: opts.TrustedProxies}
 	switch opts.Mode {
 	case "", ModeCompare:
 	case ModeOrigin:
@@ -176,6 +184,7 @@ func (s *Shadow) Wrap(route func(ctx *fasthttp.RequestCtx) bool) func(ctx *fasth
 // since ctx is only valid while the route's function runs.
 type comparison struct {
 	header fasthttp.RequestHeader
+	realIP string  // the client's address, as Rocket.Chat is told it
 	own    *answer // sessiongate's answer; nil in origin mode until run
 }
 
@@ -197,9 +206,31 @@ func (s *Shadow) start(ctx *fasthttp.RequestCtx) *comparison {
 		return nil
 	}
 	s.wg.Add(1)
-	c := &comparison{}
+	c := &comparison{realIP: s.clientAddr(ctx)}
 	ctx.Request.Header.CopyTo(&c.header)
 	return c
+}
+
+// clientAddr is the X-Real-IP the shadow's request carries: the address a
+// forwarded request would give Rocket.Chat (SPEC §4), the peer's own unless
+// the peer is a trusted proxy that set one. Rocket.Chat's API rate limiter
+// counts requests per address; without it every shadow request would count
+// against sessiongate's one address and soon be answered 429.
+func (s *Shadow) clientAddr(ctx *fasthttp.RequestCtx) string {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	peer = peer.Unmap()
+	for _, pfx := range s.trusted {
+		if pfx.Contains(peer) {
+			if v := ctx.Request.Header.Peek("X-Real-IP"); len(v) > 0 {
+				return string(v)
+			}
+			break
+		}
+	}
+	if !peer.IsValid() {
+		return ""
+	}
+	return peer.String()
 }
 
 // run fetches whatever answer c lacks, compares the two, and counts and
@@ -219,7 +250,7 @@ func (s *Shadow) run(c *comparison, route func(ctx *fasthttp.RequestCtx) bool) {
 		}
 		c.own = snapshot(&rc.Response)
 	}
-	up, err := s.up.fetch(&c.header)
+	up, err := s.up.fetch(&c.header, c.realIP)
 	v := compare(c.own, up, err)
 	if v.result == resultUpstreamLacksRoute {
 		if s.lacksRoute.CompareAndSwap(false, true) {
@@ -300,4 +331,34 @@ func (l *logLimiter) allow() (suppressed int64, ok bool) {
 		return 0, false
 	}
 	return l.suppressed.Swap(0), true
+}
+
+// FromConfig builds the Shadow that cfg's sessions.shadow keys describe, or
+// returns nil when sessions.shadow.rate is 0 (shadow mode off). The
+// upstream is upstream.url; proxy.trusted_proxies decides the client
+// address the shadow's requests carry.
+func FromConfig(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*Shadow, error) {
+	sc := cfg.Sessions.Shadow
+	if sc.Rate == 0 {
+		return nil, nil
+	}
+	var trusted []netip.Prefix
+	for _, p := range cfg.Proxy.TrustedProxies {
+		pfx, err := config.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.trusted_proxies: %q: %w", p, err)
+		}
+		trusted = append(trusted, pfx)
+	}
+	return New(Options{
+		Rate:                  sc.Rate,
+		Mode:                  sc.Mode,
+		MaxInflight:           sc.MaxInflight,
+		Timeout:               sc.Timeout,
+		UpstreamURL:           cfg.Upstream.URL,
+		TLSInsecureSkipVerify: cfg.Upstream.TLSInsecureSkipVerify,
+		TrustedProxies:        trusted,
+		Log:                   log,
+		Registerer:            reg,
+	})
 }

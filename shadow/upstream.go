@@ -63,10 +63,10 @@ func newUpstream(rawURL string, insecure bool, maxConns int, timeout time.Durati
 
 // fetch sends the route's request as the client sent it — method, raw
 // request-target, Host and the credentials X-User-Id and X-Auth-Token,
-// every occurrence in order with its original name — and returns the
-// upstream's answer. Nothing else of the client's request goes: the route
-// reads nothing else.
-func (u *upstream) fetch(h *fasthttp.RequestHeader) (*answer, error) {
+// every occurrence in order with its original name — with X-Real-IP set to
+// realIP (when not empty), and returns the upstream's answer. Nothing else
+// of the client's request goes: the route reads nothing else.
+func (u *upstream) fetch(h *fasthttp.RequestHeader, realIP string) (*answer, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -94,6 +94,9 @@ func (u *upstream) fetch(h *fasthttp.RequestHeader) (*answer, error) {
 				req.Header.AddBytesKV(k, v)
 			}
 		}
+	}
+	if realIP != "" {
+		req.Header.Set("X-Real-IP", realIP)
 	}
 	if u.isTLS {
 		req.URI().SetScheme("https")

@@ -208,6 +208,11 @@ func TestShadowCompareCountsEachOutcome(t *testing.T) {
 	if first.Header.Get("Cookie") != "" {
 		t.Errorf("shadow request carried the client's Cookie")
 	}
+	// Rocket.Chat's API rate limiter counts per X-Real-IP: the client's
+	// address, as on a forwarded request, not sessiongate's.
+	if got := first.Header.Get("X-Real-IP"); got != "127.0.0.1" {
+		t.Errorf("shadow request X-Real-IP: got %q, want the client's 127.0.0.1", got)
+	}
 
 	// The first mismatch (mismatch_body) is logged at warn with the session
 	// id, both statuses and a diff naming the member; the next ones fall
