@@ -244,8 +244,16 @@ func (d *differ) add(format string, args ...any) {
 		d.more++
 		return
 	}
-	d.items = append(d.items, fmt.Sprintf(format, args...))
+	item := fmt.Sprintf(format, args...)
+	if len(item) > maxItemLen {
+		item = item[:maxItemLen] + "..."
+	}
+	d.items = append(d.items, item)
 }
+
+// maxItemLen bounds one listed difference (member names are the upstream's
+// and may be long).
+const maxItemLen = 200
 
 func pathOf(parent, name string) string {
 	if parent == "" {
