@@ -137,6 +137,12 @@ func New(opts Options) (*Shadow, error) {
 		return nil, err
 	}
 	s.sampled = func() bool { return s.rate >= 1 || rand.Float64() < s.rate }
+	mode := ModeCompare
+	if s.origin {
+		mode = ModeOrigin
+	}
+	s.log.Info("shadow mode on", zap.String("mode", mode), zap.Float64("rate", s.rate),
+		zap.Int64("max_inflight", s.max), zap.Duration("timeout", timeout))
 	return s, nil
 }
 

@@ -276,3 +276,48 @@ func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no %s", name)
 	return 0
 }
+
+// TestShadowRequestIsTheClients: the shadow's request has the client's
+// method, raw request-target, Host and credential headers (every
+// occurrence, in order, names as written), and nothing else of the
+// client's.
+func TestShadowRequestIsTheClients(t *testing.T) {
+	type seen struct {
+		uri, host string
+		header    http.Header
+	}
+	got := make(chan seen, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.RequestURI, r.Host, r.Header.Clone()}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(seedBody))
+	}))
+	defer up.Close()
+	s, _, _ := newShadow(t, up.URL, nil)
+	target := "/api/v1/sessions/info?sessionId=a%2Fb+c%zz&x=%C3%A9"
+	raw := "GET " + target + " HTTP/1.1\r\nHost: Chat.Example:8443\r\nx-user-id: u1\r\nX-AUTH-TOKEN: t1\r\nX-Auth-Token: t2\r\n" +
+		"Cookie: rc_token=secret\r\nAuthorization: Bearer secret\r\nUser-Agent: client\r\nX-Other: 1\r\n\r\n"
+	s.Wrap(fakeRoute)(newRequestCtx(t, raw, "192.0.2.1:1"))
+	var g seen
+	select {
+	case g = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no shadow request")
+	}
+	if g.uri != target || g.host != "Chat.Example:8443" {
+		t.Errorf("got target %q host %q, want %q %q", g.uri, g.host, target, "Chat.Example:8443")
+	}
+	if u, tok := g.header.Values("X-User-Id"), g.header.Values("X-Auth-Token"); len(u) != 1 || u[0] != "u1" || len(tok) != 2 || tok[0] != "t1" || tok[1] != "t2" {
+		t.Errorf("got X-User-Id %q X-Auth-Token %q, want [u1] [t1 t2]", u, tok)
+	}
+	for name := range g.header {
+		switch name {
+		case "X-User-Id", "X-Auth-Token", "X-Real-Ip", "User-Agent":
+		default:
+			t.Errorf("the shadow's request carried %s", name)
+		}
+	}
+	if ua := g.header.Get("User-Agent"); ua != "sessiongate-shadow" {
+		t.Errorf("User-Agent %q, want sessiongate-shadow", ua)
+	}
+}

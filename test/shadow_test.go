@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -398,5 +399,35 @@ func TestShadowOffByDefault(t *testing.T) {
 	}
 	if v := g.Metric(`sessiongate_shadow_total{result="match"} `); v != -1 {
 		t.Errorf("sessiongate_shadow_total exists with shadow mode off")
+	}
+}
+
+// TestShadowShutdownIsBounded: a comparison held by an upstream that never
+// answers ends at sessions.shadow.timeout, so SIGTERM still ends in a clean
+// exit within shutdown.timeout.
+func TestShadowShutdownIsBounded(t *testing.T) {
+	answer, stored := routeSeedBodies(t)
+	r := StartRedis(t)
+	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		held <- struct{}{}
+		<-release
+	})
+	t.Cleanup(func() { close(release) })
+	g := StartGate(t, shadowEnv(up.srv.URL, r.URL(), "SESSIONGATE_SESSIONS_SHADOW_TIMEOUT", "1s"))
+	routeCheck(t, "request", routeDo(t, g.Addr, "GET", routePath+"?sessionId=s1", routeCreds(shadowUser, shadowToken)...), 200, answer)
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shadow request did not reach the upstream")
+	}
+	g.Signal(syscall.SIGTERM)
+	if code := g.Wait(10 * time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	if logs := g.Logs(); strings.Contains(logs, "shutdown deadline passed") || !strings.Contains(logs, `"shadow request to the upstream failed"`) {
+		t.Errorf("want the comparison to time out before the shutdown deadline:\n%s", logs)
 	}
 }
