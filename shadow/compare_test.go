@@ -81,6 +81,8 @@ func TestDiffBodies(t *testing.T) {
 			[]string{"day: number vs string"}, nil},
 		{"only one side", seedBody, strings.Replace(seedBody, `"day":23`, `"month":5`, 1),
 			[]string{"day: only in sessiongate's", "month: only in upstream's"}, nil},
+		{"status mismatch", seedBody, notFound,
+			[]string{`success: true vs false`, "body: 7 members only in sessiongate's: [_id,sessionId,loginToken,ip,...]", "error: only in upstream's"}, []string{"orkl"}},
 		{"protocol members quoted", `{"success":false,"error":"Session not found"}`, `{"success":false,"error":"Resource not found"}`,
 			[]string{`error: "Session not found" vs "Resource not found"`}, nil},
 		{"success placement", seedBody, `{"success":true,` + strings.TrimSuffix(strings.TrimPrefix(seedBody, "{"), `,"success":true}`) + "}",
@@ -116,7 +118,7 @@ func TestDiffBodiesIsShort(t *testing.T) {
 			up.WriteString(",")
 		}
 		own.WriteString(`"m` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `":1`)
-		up.WriteString(`"n` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `":1`)
+		up.WriteString(`"m` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `":2`)
 	}
 	own.WriteString("}")
 	up.WriteString("}")

@@ -274,21 +274,40 @@ func (d *differ) walk(path string, a, b value, top bool) {
 	case a.kind != b.kind:
 		d.add("%s: %s vs %s", where, a.kind, b.kind)
 	case a.kind == kindObject:
+		if top {
+			// The route's own words first: they say the most.
+			for _, m := range a.members {
+				if o, ok := lookup(b, m.name); ok && protocolMembers[m.name] && !equal(m.value, o) {
+					d.add("%s: %s vs %s", m.name, show(m.value), show(o))
+				}
+			}
+		}
+		var onlyA, onlyB []member
 		for _, m := range a.members {
 			o, ok := lookup(b, m.name)
-			p := pathOf(path, m.name)
 			switch {
 			case !ok:
-				d.add("%s: only in sessiongate's", p)
-			case top && protocolMembers[m.name] && !equal(m.value, o):
-				d.add("%s: %s vs %s", p, show(m.value), show(o))
+				onlyA = append(onlyA, m)
+			case top && protocolMembers[m.name]:
 			default:
-				d.walk(p, m.value, o, false)
+				d.walk(pathOf(path, m.name), m.value, o, false)
 			}
 		}
 		for _, m := range b.members {
 			if _, ok := lookup(a, m.name); !ok {
-				d.add("%s: only in upstream's", pathOf(path, m.name))
+				onlyB = append(onlyB, m)
+			}
+		}
+		for _, only := range []struct {
+			side    string
+			members []member
+		}{{"sessiongate's", onlyA}, {"upstream's", onlyB}} {
+			switch len(only.members) {
+			case 0:
+			case 1:
+				d.add("%s: only in %s", pathOf(path, only.members[0].name), only.side)
+			default:
+				d.add("%s: %d members only in %s: %s", where, len(only.members), only.side, names(only.members))
 			}
 		}
 	case a.kind == kindArray:
