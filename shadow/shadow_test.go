@@ -183,8 +183,10 @@ func TestCloseStopsComparisons(t *testing.T) {
 	wrapped := s.Wrap(fakeRoute)
 	raw := "GET /api/v1/sessions/info?sessionId=s1 HTTP/1.1\r\nHost: x\r\nX-User-Id: u\r\nX-Auth-Token: t\r\n\r\n"
 	wrapped(newRequestCtx(t, raw, "127.0.0.1:1"))
-	for seen.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); seen.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no shadow request")
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
