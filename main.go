@@ -27,6 +27,7 @@ import (
 	"github.com/sessiongate/sessiongate/proxy"
 	"github.com/sessiongate/sessiongate/redisstore"
 	"github.com/sessiongate/sessiongate/sessions"
+	"github.com/sessiongate/sessiongate/shadow"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -156,6 +157,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	}
 
 	var routes []proxy.Route
+	var sh *shadow.Shadow // with sessions.shadow.rate, compares the route with the upstream
 	if cfg.Route.Enabled {
 		h, err := sessions.New(sessions.Options{
 			Store:            store,
@@ -170,7 +172,14 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
 			return exitConfig
 		}
-		routes = append(routes, proxy.Route{Method: "GET", Path: "/api/v1/sessions/info", Class: "sessions_info", Serve: h.Serve})
+		serveRoute := h.Serve
+		if sh, err = shadow.FromConfig(cfg, log, reg); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+			return exitConfig
+		} else if sh != nil {
+			serveRoute = sh.Wrap(h.Serve)
+		}
+		routes = append(routes, proxy.Route{Method: "GET", Path: "/api/v1/sessions/info", Class: "sessions_info", Serve: serveRoute})
 	}
 
 	p, err := proxy.New(cfg, log, reg, routes...)
@@ -223,6 +232,12 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout)
 		defer cancel()
 		err := p.Shutdown(sctx)
+		if sh != nil {
+			// Comparisons use the Store, closed when serve returns.
+			if serr := sh.Close(sctx); err == nil {
+				err = serr
+			}
+		}
 		if admin != nil {
 			admin.Shutdown(sctx)
 		}

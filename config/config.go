@@ -21,6 +21,7 @@ type Config struct {
 	Log      Log      `mapstructure:"log"`
 	Shutdown Shutdown `mapstructure:"shutdown"`
 	Mirror   Mirror   `mapstructure:"mirror"`
+	Sessions Sessions `mapstructure:"sessions"`
 }
 
 // Upstream configures the connection pool to the Rocket.Chat server.
@@ -188,4 +189,30 @@ type Mirror struct {
 	// MaxLag, when positive, makes the proxy forward sessions/info upstream
 	// while the mirror's heartbeat is older than this. Default 0 (off).
 	MaxLag time.Duration `mapstructure:"max_lag"`
+}
+
+// Sessions configures how the sessions/info route is checked against the
+// upstream's own answers.
+type Sessions struct {
+	Shadow Shadow `mapstructure:"shadow"`
+}
+
+// Shadow configures shadow mode: a sample of the route's requests is also
+// sent to the upstream, off the client's path, and the two answers are
+// compared (docs/shadow.md).
+type Shadow struct {
+	// Rate is the fraction of the route's requests compared, 0 to 1; 0
+	// turns shadow mode off. Default 0.
+	Rate float64 `mapstructure:"rate"`
+	// Mode is "compare" (clients get sessiongate's answer, the upstream's
+	// is fetched in the background) or "origin" (every request of the
+	// route is forwarded and clients get the upstream's answer;
+	// sessiongate's is worked out in the background). Default "compare".
+	Mode string `mapstructure:"mode"`
+	// MaxInflight caps comparisons running at once; a sampled request
+	// beyond it is not compared (counted as dropped). Default 16.
+	MaxInflight int `mapstructure:"max_inflight"`
+	// Timeout bounds one shadow request to the upstream, connecting
+	// included. Default 2s.
+	Timeout time.Duration `mapstructure:"timeout"`
 }

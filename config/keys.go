@@ -80,6 +80,11 @@ var Keys = []Key{
 	{"mirror.reconcile_interval", 10 * time.Minute, "how often keys of deleted documents are removed", false},
 	{"mirror.batch_size", 1000, "writes per Redis pipeline", false},
 	{"mirror.max_lag", time.Duration(0), "proxy forwards the route while the mirror is older than this (0: off)", false},
+
+	{"sessions.shadow.rate", 0.0, "fraction of route requests also sent upstream and compared, 0 to 1 (0: off)", false},
+	{"sessions.shadow.mode", "compare", "compare (clients get sessiongate's answer) or origin (clients get the upstream's)", false},
+	{"sessions.shadow.max_inflight", 16, "comparisons at once; a sampled request beyond it is dropped and counted", false},
+	{"sessions.shadow.timeout", 2 * time.Second, "deadline of one shadow request to the upstream", false},
 }
 
 // LookupKey returns the key named name.

@@ -33,6 +33,8 @@ func FlagSet(name string) *pflag.FlagSet {
 			fs.Bool(k.Name, d, help)
 		case int:
 			fs.Int(k.Name, d, help)
+		case float64:
+			fs.Float64(k.Name, d, help)
 		case time.Duration:
 			fs.Duration(k.Name, d, help)
 		case []string:

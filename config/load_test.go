@@ -60,6 +60,10 @@ var everyKey = []struct {
 	{"mirror.reconcile_interval", "1h", time.Hour},
 	{"mirror.batch_size", "500", 500},
 	{"mirror.max_lag", "30s", 30 * time.Second},
+	{"sessions.shadow.rate", "0.25", 0.25},
+	{"sessions.shadow.mode", "origin", "origin"},
+	{"sessions.shadow.max_inflight", "4", 4},
+	{"sessions.shadow.timeout", "500ms", 500 * time.Millisecond},
 }
 
 func TestEveryKeyHasAnOverride(t *testing.T) {

@@ -53,6 +53,9 @@ var sections = map[string]string{
 	"log":            "Logs, on standard error. Tokens, cookies and Authorization headers are never logged.",
 	"shutdown":       "Draining on SIGTERM/SIGINT: /readyz turns 503, serving goes on for delay, then in-flight work gets timeout.",
 	"mirror":         "`sessiongate mirror`, which copies Rocket.Chat's sessions and login tokens from MongoDB into Redis.",
+
+	"sessions":        "The sessions/info route's checks against the upstream.",
+	"sessions.shadow": "Shadow mode: compare a sample of the route's answers with the upstream's own (docs/shadow.md).",
 }
 
 func writeYAML(w io.Writer, c *Config, example bool) error {
@@ -212,6 +215,8 @@ func yamlValue(v any) string {
 		return strconv.FormatBool(v)
 	case int:
 		return strconv.Itoa(v)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
 	case time.Duration:
 		return FormatDuration(v)
 	case []string:

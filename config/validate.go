@@ -131,15 +131,28 @@ func (c *Config) Validate() error {
 		bad("mirror.database", "", "must be set")
 	}
 
+	if r := c.Sessions.Shadow.Rate; !(r >= 0 && r <= 1) { // NaN fails both
+		bad("sessions.shadow.rate", r, "must be a number from 0 to 1")
+	}
+	if m := c.Sessions.Shadow.Mode; m != ShadowCompare && m != ShadowOrigin {
+		bad("sessions.shadow.mode", m, "must be compare or origin")
+	}
+	if c.Sessions.Shadow.MaxInflight <= 0 {
+		bad("sessions.shadow.max_inflight", c.Sessions.Shadow.MaxInflight, "must be positive")
+	}
+	positive("sessions.shadow.timeout", c.Sessions.Shadow.Timeout)
+
 	return errors.Join(errs...)
 }
 
-// Values of redis.on_error and route.unauthorized_body.
+// Values of redis.on_error, route.unauthorized_body and sessions.shadow.mode.
 const (
 	OnErrorForward       = "forward"
 	OnErrorUnavailable   = "unavailable"
 	UnauthorizedClassic  = "classic"
 	UnauthorizedExtended = "extended"
+	ShadowCompare        = "compare"
+	ShadowOrigin         = "origin"
 )
 
 // ParsePrefix parses a trusted-proxy entry: a CIDR, or a single address

@@ -52,6 +52,12 @@ func TestValidateNamesKeyAndValue(t *testing.T) {
 		{"mirror.batch_size", "0", nil},
 		{"mirror.max_lag", "-1s", nil},
 		{"mirror.database", "", nil},
+		{"sessions.shadow.rate", "1.5", nil},
+		{"sessions.shadow.rate", "-0.1", nil},
+		{"sessions.shadow.rate", "NaN", nil},
+		{"sessions.shadow.mode", "mirror", nil},
+		{"sessions.shadow.max_inflight", "0", nil},
+		{"sessions.shadow.timeout", "0s", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
