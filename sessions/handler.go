@@ -193,7 +193,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 	defer h.scratch.Put(s)
 	s.hash = auth.AppendHashedToken(s.hash[:0], token)
 	var query queryResult
-	s.sessionID, query = parseQuery(s.sessionID[:0], rawQuery(&ctx.Request.Header))
+	s.sessionID, query = parseQuery(s.sessionID[:0], rawQuery(&ctx.Request.Header), qsMeteor)
 	lookup := query == queryOK && validID(s.sessionID)
 
 	if h.fresh != nil && !h.fresh() {
