@@ -10,20 +10,7 @@ var (
 	bodyNotFound             = []byte(`{"success":false,"error":"Session not found"}`)
 	bodyUnavailable          = []byte(`{"success":false,"error":"Service unavailable"}`)
 	bodySuccessOnly          = []byte(`{"success":true}`)
-
-	// bodyInvalid is indexed by queryResult.
-	bodyInvalid = [...][]byte{
-		queryRequired:   invalidParams(queryRequired),
-		queryAdditional: invalidParams(queryAdditional),
-		queryNotString:  invalidParams(queryNotString),
-	}
 )
-
-// invalidParams is Rocket.Chat's 400 body for a failed ajv check: the
-// message with the Meteor.Error reason appended, and the error type.
-func invalidParams(q queryResult) []byte {
-	return []byte(`{"success":false,"error":"` + q.message() + ` [invalid-params]","errorType":"invalid-params"}`)
-}
 
 // setHeaders sets the status and the three headers every answer of the
 // route carries (SPEC §1). The proxy's server invents no Date or

@@ -97,3 +97,25 @@ func majorMinor(v string) (major, minor int, ok bool) {
 	minor, err2 = strconv.Atoi(rest[:end])
 	return major, minor, err1 == nil && err2 == nil && major >= 0 && end > 0
 }
+
+// SetVersion makes the handler answer as Rocket.Chat version does, from
+// the next request on, and returns the name of its era. It is safe for
+// concurrent use with Serve.
+func (h *Handler) SetVersion(version string) (string, error) {
+	e, err := eraOf(version)
+	if err != nil {
+		return "", err
+	}
+	h.era.Store(e)
+	return e.name, nil
+}
+
+// EraOf returns the name of the era of a Rocket.Chat version, as SetVersion
+// would pick it.
+func EraOf(version string) (string, error) {
+	e, err := eraOf(version)
+	if err != nil {
+		return "", err
+	}
+	return e.name, nil
+}
