@@ -58,6 +58,12 @@ func TestServeFollowsEra(t *testing.T) {
 		// qs 6.14 turns %5B and %5D into brackets before splitting.
 		{"7.5.0", "", "/api/v1/sessions/info?sessionId=%5D=", seed, 404, want404},
 		{"7.6.0", "", "/api/v1/sessions/info?sessionId=%5D=", seed, 400, want400TypedReq},
+		// url.parse ends the query at '#'; the router keeps the fragment in
+		// it and ends it at a second '?' instead.
+		{"7.5.0", "", "/api/v1/sessions/info?sessionId=a+b#x", seed, 200, `{"sessionId":"a b","success":true}`},
+		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a+b#x", seed, 404, want404},
+		{"7.5.0", "", "/api/v1/sessions/info?sessionId=a+b?x", seed, 404, want404},
+		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a+b?x", seed, 200, `{"sessionId":"a b","success":true}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.version+" "+tt.unauthorized+" "+tt.target[min(len(tt.target), 60):], func(t *testing.T) {

@@ -59,31 +59,34 @@ type qsOptions struct {
 	// the whole query before it is split and decoded, so an encoded "]="
 	// splits a part and a value that fails to decode keeps them decoded.
 	bracketsFirst bool
-	// urlEscapes are the characters the era's URL parser percent-encodes
-	// in the query before qs sees it. They decode back to themselves, so
-	// they show only where decoding fails and qs keeps the raw text.
-	urlEscapes string
-	// urlParse is Node's legacy url.parse, which escapes only a target
-	// holding a '#' (one without takes its fast path, lib/url.js).
-	urlParse bool
+	// router is how Rocket.Chat's own router hands the query to qs: the
+	// request-target becomes a WHATWG URL, whose serialization is split at
+	// '?' (packages/http-router: request.raw.url.split('?')[1]), so a
+	// second '?' ends the query and a fragment stays in it. Otherwise the
+	// query is Node's url.parse's (Meteor's webapp), which ends at '#'.
+	router bool
 }
 
-// Characters percent-encoded in the query: by Node's url.parse
+// Characters percent-encoded on the way to qs: by Node's url.parse
 // (autoEscapeChars in lib/url.js; the white space among them never gets
-// past the HTTP parser) and by the WHATWG URL parser (the special-query
-// percent-encode set, less what cannot be in a request line).
+// past the HTTP parser) and by the WHATWG URL parser in the query (the
+// special-query percent-encode set) and in the fragment (the fragment
+// percent-encode set), less what cannot be in a request line. They decode
+// back to themselves, so they show only where decoding fails and qs keeps
+// the raw text.
 const (
-	urlParseEscapes = "\"'<>\\^`{|}"
-	whatwgEscapes   = "\"'<>"
+	urlParseEscapes      = "\"'<>\\^`{|}"
+	whatwgQueryEscapes   = "\"'<>"
+	whatwgFragmentEscape = "\"<>`"
 )
 
 // The qs behaviours of the eras (see docs/eras.md).
 var (
 	// qsMeteor is qs 6.11 with its defaults, as Meteor's webapp parses
 	// every request's query.
-	qsMeteor = qsOptions{arrayLimit: 20, urlEscapes: urlParseEscapes, urlParse: true}
+	qsMeteor = qsOptions{arrayLimit: 20}
 	// qsRouter is qs 6.14 with the options of Rocket.Chat's own router.
-	qsRouter = qsOptions{arrayLimit: 500, throwOnLimitExceeded: true, bracketsFirst: true, urlEscapes: whatwgEscapes}
+	qsRouter = qsOptions{arrayLimit: 500, throwOnLimitExceeded: true, bracketsFirst: true, router: true}
 )
 
 // qsPart is one '&'-separated piece of the query whose key names the
@@ -101,9 +104,10 @@ type qsPart struct {
 // failure its returned contents are unspecified. parseQuery does not keep
 // raw or dst.
 //
-// Rocket.Chat hands the raw query to qs.parse (Meteor's webapp up to 7.5,
-// its own router after) and checks the result with ajv (coerceTypes,
-// allErrors off) against
+// Rocket.Chat hands the query to qs.parse (Meteor's webapp up to 7.5, its
+// own router after; see qsInput for what each takes from the
+// request-target) and checks the result with ajv (coerceTypes, allErrors
+// off) against
 //
 //	{type: object, properties: {sessionId: {type: string}},
 //	 required: [sessionId], additionalProperties: false}
@@ -132,13 +136,7 @@ type qsPart struct {
 //     sessionId is also not a string;
 //  3. otherwise sessionId not a string → must be string.
 func parseQuery(dst, raw []byte, o qsOptions) ([]byte, queryResult) {
-	// Both URL parsers end the query at a fragment. Node's url.parse takes
-	// a target without one by a fast path that leaves the query as it is.
-	if i := bytes.IndexByte(raw, '#'); i >= 0 {
-		raw = raw[:i]
-	} else if o.urlParse {
-		o.urlEscapes = ""
-	}
+	raw = qsInput(raw, o)
 	if o.bracketsFirst {
 		raw = replaceEncodedBrackets(raw)
 	}
@@ -161,7 +159,7 @@ func parseQuery(dst, raw []byte, o qsOptions) ([]byte, queryResult) {
 			part, raw = raw, nil
 		}
 		rawKey, rawValue := splitPart(part)
-		key := decodeComponent(keyBuf[:0], rawKey, o.urlEscapes)
+		key := decodeComponent(keyBuf[:0], rawKey)
 		if len(key) == 0 {
 			continue // qs ignores empty keys
 		}
@@ -174,7 +172,7 @@ func parseQuery(dst, raw []byte, o qsOptions) ([]byte, queryResult) {
 			extra = true
 		default:
 			i := 0
-			for i < len(parts) && !bytes.Equal(decodeComponent(cmpBuf[:0], parts[i].key, o.urlEscapes), key) {
+			for i < len(parts) && !bytes.Equal(decodeComponent(cmpBuf[:0], parts[i].key), key) {
 				i++
 			}
 			if i < len(parts) {
@@ -195,7 +193,64 @@ func parseQuery(dst, raw []byte, o qsOptions) ([]byte, queryResult) {
 			return dst, queryNotString
 		}
 	}
-	return decodeComponent(dst[:start], parts[0].value, o.urlEscapes), queryOK
+	return decodeComponent(dst[:start], parts[0].value), queryOK
+}
+
+// qsInput returns the string the era's Rocket.Chat hands to qs.parse,
+// given raw, the request-target after its first '?'. It returns raw itself
+// unless characters must be percent-encoded, the only case that allocates.
+func qsInput(raw []byte, o qsOptions) []byte {
+	hash := bytes.IndexByte(raw, '#')
+	if !o.router {
+		// url.parse: the query ends at a fragment. A target without one
+		// takes the fast path (lib/url.js, and Express's parseurl), which
+		// keeps the query as sent; one with a '#' is auto-escaped.
+		if hash < 0 {
+			return raw
+		}
+		return escapeURL(raw[:hash], urlParseEscapes, "", -1)
+	}
+	if i := bytes.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+		if hash > i {
+			hash = -1
+		}
+	}
+	return escapeURL(raw, whatwgQueryEscapes, whatwgFragmentEscape, hash)
+}
+
+// escapeURL returns s with the bytes in query percent-encoded before index
+// hash and those in fragment after it (hash < 0: no fragment), or s itself
+// when there are none.
+func escapeURL(s []byte, query, fragment string, hash int) []byte {
+	set := func(i int) string {
+		if hash >= 0 && i > hash {
+			return fragment
+		}
+		return query
+	}
+	first := -1
+	for i, c := range s {
+		if strings.IndexByte(set(i), c) >= 0 {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	out := make([]byte, first, len(s)+16)
+	copy(out, s[:first])
+	for i := first; i < len(s); i++ {
+		c := s[i]
+		if strings.IndexByte(set(i), c) >= 0 {
+			out = append(out, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // splitPart splits one part of the query into its raw key and value. qs
@@ -331,7 +386,7 @@ func overLimits(raw []byte, o qsOptions) bool {
 			part, raw = raw, nil
 		}
 		rawKey, _ := splitPart(part)
-		keyBuf = decodeComponent(keyBuf[:0], rawKey, o.urlEscapes)
+		keyBuf = decodeComponent(keyBuf[:0], rawKey)
 		c := counts[string(keyBuf)]
 		if c == o.arrayLimit && c > 1 && len(rawKey) < len(part) {
 			return true
@@ -398,9 +453,8 @@ func firstBracketGroup(key []byte) (open, end int) {
 // decodeComponent appends s decoded the way qs's default decoder does to dst:
 // '+' becomes ' ', then decodeURIComponent; when that throws (a '%' not
 // followed by two hex digits, or escapes that are not valid UTF-8), qs keeps
-// the string with only '+' replaced, and with the characters in escapes
-// percent-encoded as the URL parser left them.
-func decodeComponent(dst, s []byte, escapes string) []byte {
+// the string with only '+' replaced.
+func decodeComponent(dst, s []byte) []byte {
 	if bytes.IndexByte(s, '%') < 0 && bytes.IndexByte(s, '+') < 0 {
 		return append(dst, s...)
 	}
@@ -411,12 +465,12 @@ func decodeComponent(dst, s []byte, escapes string) []byte {
 		switch {
 		case c == '%':
 			if i+2 >= len(s) {
-				return plusToSpace(dst[:start], s, escapes)
+				return plusToSpace(dst[:start], s)
 			}
 			hi, ok1 := unhex(s[i+1])
 			lo, ok2 := unhex(s[i+2])
 			if !ok1 || !ok2 {
-				return plusToSpace(dst[:start], s, escapes)
+				return plusToSpace(dst[:start], s)
 			}
 			b := hi<<4 | lo
 			if b >= 0x80 && run < 0 {
@@ -426,7 +480,7 @@ func decodeComponent(dst, s []byte, escapes string) []byte {
 				// decodeURIComponent decodes each UTF-8 sequence from
 				// consecutive escapes; an ASCII escape ends the run.
 				if !utf8.Valid(dst[run:]) {
-					return plusToSpace(dst[:start], s, escapes)
+					return plusToSpace(dst[:start], s)
 				}
 				run = -1
 			}
@@ -438,27 +492,22 @@ func decodeComponent(dst, s []byte, escapes string) []byte {
 		}
 		if run >= 0 {
 			if !utf8.Valid(dst[run:]) {
-				return plusToSpace(dst[:start], s, escapes)
+				return plusToSpace(dst[:start], s)
 			}
 			run = -1
 		}
 		dst = append(dst, c)
 	}
 	if run >= 0 && !utf8.Valid(dst[run:]) {
-		return plusToSpace(dst[:start], s, escapes)
+		return plusToSpace(dst[:start], s)
 	}
 	return dst
 }
 
-func plusToSpace(dst, s []byte, escapes string) []byte {
-	const hex = "0123456789ABCDEF"
+func plusToSpace(dst, s []byte) []byte {
 	for _, c := range s {
-		switch {
-		case c == '+':
+		if c == '+' {
 			c = ' '
-		case strings.IndexByte(escapes, c) >= 0:
-			dst = append(dst, '%', hex[c>>4], hex[c&15])
-			continue
 		}
 		dst = append(dst, c)
 	}

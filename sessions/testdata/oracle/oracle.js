@@ -4,10 +4,11 @@
 // GET /api/v1/sessions/info?<q>, before the lookup:
 //   {"status": 400, "body": "<exact body>"} or {"status": 200, "sessionId": "..."}.
 // Eras: "meteor" (5.x-7.5: Node's url.parse, qs 6.11 defaults, Meteor.Error body),
-// "router" (7.6+: WHATWG URL, qs 6.14 with the router's options, typed body).
+// "router" (7.6+: Hono's WHATWG Request, qs 6.14 with the router's options, typed body).
 const readline = require('readline');
 const url = require('url');
 const Ajv = require('ajv');
+const { Hono } = require('hono');
 
 const qsMeteor = require('qs611');
 const qsRouter = require('qs614');
@@ -21,46 +22,63 @@ const schema = {
 // Rocket.Chat's rest-typings: one Ajv with coerceTypes, allErrors off.
 const validate = new Ajv({ coerceTypes: true }).compile(schema);
 
-function answer(era, q) {
-	const target = '/api/v1/sessions/info?' + q;
+// The router era as Rocket.Chat's packages/http-router runs it: Express
+// hands req.originalUrl to hono.request, which makes a WHATWG Request of it;
+// the route takes request.raw.url.split('?')[1] to qs.parse with the
+// router's options, and answers a failed validation itself.
+const router = new Hono();
+router.get('/api/v1/sessions/info', (c) => {
 	let query;
-	if (era === 'meteor') {
-		query = qsMeteor.parse(url.parse(target).query || '');
-	} else {
-		const search = new URL(target, 'http://localhost').search;
-		try {
-			query = qsRouter.parse(search.slice(1), { arrayLimit: 500, throwOnLimitExceeded: true });
-		} catch (e) {
-			return { status: 400, body: JSON.stringify({ success: false, error: 'Invalid query parameters' }) };
-		}
+	try {
+		query = qsRouter.parse(c.req.raw.url.split('?')?.[1] || '', { arrayLimit: 500, throwOnLimitExceeded: true });
+	} catch (e) {
+		return c.json({ success: false, error: 'Invalid query parameters' }, 400);
 	}
 	if (!validate(query)) {
-		const messages = validate.errors.map((e) => e.message);
-		if (era === 'meteor') {
-			// new Meteor.Error('invalid-params', reason): message is "reason [error]".
-			return {
-				status: 400,
-				body: JSON.stringify({ success: false, error: messages.join('\n ') + ' [invalid-params]', errorType: 'invalid-params' }),
-			};
+		return c.json({ success: false, errorType: 'error-invalid-params', error: validate.errors.map((e) => e.message).join('\n ') }, 400);
+	}
+	return c.json({ sessionId: query.sessionId }, 200);
+});
+
+async function answer(era, q) {
+	const target = '/api/v1/sessions/info?' + q;
+	if (era === 'router') {
+		const res = await router.request(target);
+		const body = await res.text();
+		if (res.status === 200) {
+			return { status: 200, sessionId: JSON.parse(body).sessionId };
 		}
+		return { status: res.status, body };
+	}
+	// Meteor's webapp: parseurl (url.parse) and qs with its defaults; the
+	// Restivus-style API throws Meteor.Error('invalid-params', messages),
+	// whose message is "reason [error]".
+	const query = qsMeteor.parse(url.parse(target).query || '');
+	if (!validate(query)) {
+		const messages = validate.errors.map((e) => e.message);
 		return {
 			status: 400,
-			body: JSON.stringify({ success: false, errorType: 'error-invalid-params', error: messages.join('\n') }),
+			body: JSON.stringify({ success: false, error: messages.join('\n ') + ' [invalid-params]', errorType: 'invalid-params' }),
 		};
 	}
 	return { status: 200, sessionId: query.sessionId };
 }
 
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-const out = [];
-rl.on('line', (line) => {
-	const { era, q } = JSON.parse(line);
-	out.push(JSON.stringify(answer(era, q)));
-	if (out.length >= 512) {
-		process.stdout.write(out.join('\n') + '\n');
-		out.length = 0;
+async function main() {
+	const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+	const out = [];
+	for await (const line of rl) {
+		const { era, q } = JSON.parse(line);
+		out.push(JSON.stringify(await answer(era, q)));
+		if (out.length >= 512) {
+			process.stdout.write(out.join('\n') + '\n');
+			out.length = 0;
+		}
 	}
-});
-rl.on('close', () => {
 	if (out.length) process.stdout.write(out.join('\n') + '\n');
+}
+
+main().catch((e) => {
+	console.error(e);
+	process.exit(1);
 });
