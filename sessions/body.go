@@ -7,6 +7,7 @@ import "github.com/valyala/fasthttp"
 var (
 	bodyUnauthorizedClassic  = []byte(`{"status":"error","message":"You must be logged in to do this."}`)
 	bodyUnauthorizedExtended = []byte(`{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}`)
+	bodyUnauthorizedBreaking = []byte(`{"success":false,"error":"You must be logged in to do this."}`)
 	bodyNotFound             = []byte(`{"success":false,"error":"Session not found"}`)
 	bodyUnavailable          = []byte(`{"success":false,"error":"Service unavailable"}`)
 	bodySuccessOnly          = []byte(`{"success":true}`)

@@ -33,34 +33,49 @@ var (
 		invalid:      meteorInvalid(),
 		qs:           qsMeteor,
 	}
-	// eraRouter is 7.6 and later: Rocket.Chat's own router parses the
-	// request with the WHATWG URL parser and qs 6.14 with limits that
-	// refuse, and typed routes word their 400 themselves.
+	// eraRouter is 7.6–7.x: Rocket.Chat's own router (packages/http-router)
+	// hands the query to qs 6.14 with limits that refuse; sessions/info is
+	// still a legacy route whose validateParams throws a Meteor.Error.
 	eraRouter = &era{
-		name:         "7.6+",
+		name:         "7.6-7.x",
 		unauthorized: bodyUnauthorizedExtended,
+		invalid:      meteorInvalid(),
+		qs:           qsRouter,
+	}
+	// eraTyped is 8.0 and later: the API's breaking changes
+	// (shouldBreakInVersion('8.0.0') in ApiClass) drop the 401 body's
+	// compatibility members, and the route is taken to be a typed one,
+	// whose router words the 400 itself.
+	eraTyped = &era{
+		name:         "8.0+",
+		unauthorized: bodyUnauthorizedBreaking,
 		invalid:      typedInvalid(),
 		qs:           qsRouter,
 	}
 )
 
+// bodyRefused is the router's answer when qs throws on its limits.
+var bodyRefused = []byte(`{"success":false,"error":"Invalid query parameters"}`)
+
 // meteorInvalid is the 400 bodies of a Meteor.Error("invalid-params",
-// message): the reason with the error appended, and the error type.
+// message) as the API's failure() words it: the reason with the error
+// appended, and the error type; and the router's refusal.
 func meteorInvalid() (b [numQueryResults][]byte) {
 	for q := queryRequired; q < numQueryResults; q++ {
 		b[q] = []byte(`{"success":false,"error":"` + q.message() + ` [invalid-params]","errorType":"invalid-params"}`)
 	}
+	b[queryLimit] = bodyRefused
 	return b
 }
 
-// typedInvalid is the 400 bodies of the typed routes: the ajv messages
-// joined by "\n" (ajv stops at the first, so there is one), and the limits
-// qs refused.
+// typedInvalid is the 400 bodies of a typed route (packages/http-router
+// Router.ts): the ajv messages joined by "\n " (ajv stops at the first, so
+// there is one) under the error type, and the router's refusal.
 func typedInvalid() (b [numQueryResults][]byte) {
 	for q := queryRequired; q < numQueryResults; q++ {
 		b[q] = []byte(`{"success":false,"errorType":"error-invalid-params","error":"` + q.message() + `"}`)
 	}
-	b[queryLimit] = []byte(`{"success":false,"error":"Invalid query parameters"}`)
+	b[queryLimit] = bodyRefused
 	return b
 }
 
@@ -76,8 +91,10 @@ func eraOf(version string) (*era, error) {
 		return eraRestivus, nil
 	case major == 7 && minor < 6:
 		return eraExtended401, nil
+	case major == 7:
+		return eraRouter, nil
 	}
-	return eraRouter, nil
+	return eraTyped, nil
 }
 
 // majorMinor reads the first two numbers of a version, ignoring a leading

@@ -14,12 +14,14 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// The typed route's 400 bodies (7.6+) and its refused query.
+// The typed route's 400 bodies (8.0+), the router's refused query (7.6+)
+// and the 401 body of 8.0+.
 const (
 	want400TypedReq   = `{"success":false,"errorType":"error-invalid-params","error":"must have required property 'sessionId'"}`
 	want400TypedStr   = `{"success":false,"errorType":"error-invalid-params","error":"must be string"}`
 	want400TypedExtra = `{"success":false,"errorType":"error-invalid-params","error":"must NOT have additional properties"}`
 	want400Limit      = `{"success":false,"error":"Invalid query parameters"}`
+	want401Breaking   = `{"success":false,"error":"You must be logged in to do this."}`
 )
 
 // TestServeFollowsEra checks each row of docs/eras.md's table on the
@@ -39,25 +41,30 @@ func TestServeFollowsEra(t *testing.T) {
 		{"7.3.2", "", "/api/v1/sessions/info?sessionId=x", bad, 401, want401},
 		{"7.4.0", "", "/api/v1/sessions/info?sessionId=x", bad, 401, want401Ext},
 		{"7.6.0", "", "/api/v1/sessions/info?sessionId=x", bad, 401, want401Ext},
-		{"8.0.0", "", "/api/v1/sessions/info?sessionId=x", bad, 401, want401Ext},
+		{"7.13.1", "", "/api/v1/sessions/info?sessionId=x", bad, 401, want401Ext},
+		{"8.0.0", "", "/api/v1/sessions/info?sessionId=x", bad, 401, want401Breaking},
 		{"7.6.0", UnauthorizedClassic, "/api/v1/sessions/info?sessionId=x", bad, 401, want401},
+		{"8.1.0", UnauthorizedExtended, "/api/v1/sessions/info?sessionId=x", bad, 401, want401Ext},
 		{"6.12.0", UnauthorizedExtended, "/api/v1/sessions/info?sessionId=x", bad, 401, want401Ext},
 
 		{"7.5.1", "", "/api/v1/sessions/info?x=1", seed, 400, want400Req},
 		{"7.5.1", "", "/api/v1/sessions/info?sessionId[]=a", seed, 400, want400Str},
-		{"7.6.0", "", "/api/v1/sessions/info?x=1", seed, 400, want400TypedReq},
-		{"7.6.0", "", "/api/v1/sessions/info?sessionId[]=a", seed, 400, want400TypedStr},
-		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a&x=1", seed, 400, want400TypedExtra},
+		{"7.6.0", "", "/api/v1/sessions/info?x=1", seed, 400, want400Req},
+		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a&x=1", seed, 400, want400Extra},
+		{"8.0.0", "", "/api/v1/sessions/info?x=1", seed, 400, want400TypedReq},
+		{"8.0.0", "", "/api/v1/sessions/info?sessionId[]=a", seed, 400, want400TypedStr},
+		{"8.0.0", "", "/api/v1/sessions/info?sessionId=a&x=1", seed, 400, want400TypedExtra},
 
 		// The router's qs: arrayLimit 500 with throwOnLimitExceeded.
 		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a&x[500]=1", seed, 400, want400Limit},
+		{"8.0.0", "", "/api/v1/sessions/info?sessionId=a&x[500]=1", seed, 400, want400Limit},
 		{"7.5.0", "", "/api/v1/sessions/info?sessionId=a&x[500]=1", seed, 400, want400Extra},
-		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a&x[499]=1", seed, 400, want400TypedExtra},
+		{"7.6.0", "", "/api/v1/sessions/info?sessionId=a&x[499]=1", seed, 400, want400Extra},
 		{"7.6.0", "", "/api/v1/sessions/info?" + strings.Repeat("&", 1000) + "sessionId=nope", seed, 400, want400Limit},
 		{"7.5.0", "", "/api/v1/sessions/info?" + strings.Repeat("&", 999) + "sessionId=nope", seed, 404, want404},
 		// qs 6.14 turns %5B and %5D into brackets before splitting.
 		{"7.5.0", "", "/api/v1/sessions/info?sessionId=%5D=", seed, 404, want404},
-		{"7.6.0", "", "/api/v1/sessions/info?sessionId=%5D=", seed, 400, want400TypedReq},
+		{"7.6.0", "", "/api/v1/sessions/info?sessionId=%5D=", seed, 400, want400Req},
 		// url.parse ends the query at '#'; the router keeps the fragment in
 		// it and ends it at a second '?' instead.
 		{"7.5.0", "", "/api/v1/sessions/info?sessionId=a+b#x", seed, 200, `{"sessionId":"a b","success":true}`},
@@ -81,7 +88,8 @@ func TestSetVersionSwitchesEra(t *testing.T) {
 		body         string
 	}{
 		{"", "5.0-7.3", want401}, // the default
-		{"7.6.1", "7.6+", want401Ext},
+		{"7.6.1", "7.6-7.x", want401Ext},
+		{"8.0.0", "8.0+", want401Breaking},
 		{"6.12.0", "5.0-7.3", want401},
 		{"7.4.0-rc.1", "7.4-7.5", want401Ext},
 	} {
@@ -122,7 +130,9 @@ func TestServeForwardsWhatNodeRefuses(t *testing.T) {
 // /api/info changes: the handler's era, the metric and the fallback follow.
 func TestVersionWatcher(t *testing.T) {
 	var info atomic.Value
-	info.Store(`{"version":"7.6.1","success":true}`)
+	// What Rocket.Chat tells an anonymous caller: major.minor only
+	// (getServerInfo's removePatchInfo).
+	info.Store(`{"version":"7.6","minimumClientVersions":{},"success":true}`)
 	var status atomic.Int32
 	status.Store(200)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +166,7 @@ func TestVersionWatcher(t *testing.T) {
 	check("5.0-7.3", `era="5.0-7.3",source="fallback",version="7.3.0"`, want401)
 
 	w.Check(context.Background())
-	check("7.6+", `era="7.6+",source="upstream",version="7.6.1"`, want401Ext)
+	check("7.6-7.x", `era="7.6-7.x",source="upstream",version="7.6"`, want401Ext)
 
 	info.Store(`{"success":true}`) // a server that hides its version
 	w.Check(context.Background())
@@ -179,15 +189,15 @@ func TestVersionWatcher(t *testing.T) {
 func TestVersionWatcherFixed(t *testing.T) {
 	h := newHandler(t, fixtureStore(), Options{})
 	reg := prometheus.NewRegistry()
-	w, err := NewVersionWatcher(h, VersionOptions{Version: "7.6.0", Registerer: reg})
+	w, err := NewVersionWatcher(h, VersionOptions{Version: "8.0.0", Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Run(context.Background()) // returns at once: nothing to ask
-	if got := h.era.Load().name; got != "7.6+" {
-		t.Errorf("era: got %s, want 7.6+", got)
+	if got := h.era.Load().name; got != "8.0+" {
+		t.Errorf("era: got %s, want 8.0+", got)
 	}
-	if got, want := upstreamInfo(t, reg), `era="7.6+",source="configured",version="7.6.0"`; got != want {
+	if got, want := upstreamInfo(t, reg), `era="8.0+",source="configured",version="8.0.0"`; got != want {
 		t.Errorf("sessiongate_upstream_info: got {%s}, want {%s} 1 alone", got, want)
 	}
 	if _, err := NewVersionWatcher(h, VersionOptions{Version: "seven"}); err == nil {

@@ -25,6 +25,7 @@ var oracleEras = []struct {
 }{
 	{"meteor", eraRestivus},
 	{"router", eraRouter},
+	{"typed", eraTyped},
 }
 
 // TestRouteAgreesWithRocketChat runs thousands of generated query strings,

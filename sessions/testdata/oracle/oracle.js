@@ -4,7 +4,9 @@
 // GET /api/v1/sessions/info?<q>, before the lookup:
 //   {"status": 400, "body": "<exact body>"} or {"status": 200, "sessionId": "..."}.
 // Eras: "meteor" (5.x-7.5: Node's url.parse, qs 6.11 defaults, Meteor.Error body),
-// "router" (7.6+: Hono's WHATWG Request, qs 6.14 with the router's options, typed body).
+// "router" (7.6-7.x: Hono's WHATWG Request, qs 6.14 with the router's options,
+// the legacy route's Meteor.Error body), "typed" (8.0+: the same parsing, the
+// typed route's body).
 const readline = require('readline');
 const url = require('url');
 const Ajv = require('ajv');
@@ -27,23 +29,31 @@ const validate = new Ajv({ coerceTypes: true }).compile(schema);
 // the route takes request.raw.url.split('?')[1] to qs.parse with the
 // router's options, and answers a failed validation itself.
 const router = new Hono();
-router.get('/api/v1/sessions/info', (c) => {
-	let query;
-	try {
-		query = qsRouter.parse(c.req.raw.url.split('?')?.[1] || '', { arrayLimit: 500, throwOnLimitExceeded: true });
-	} catch (e) {
-		return c.json({ success: false, error: 'Invalid query parameters' }, 400);
-	}
-	if (!validate(query)) {
-		return c.json({ success: false, errorType: 'error-invalid-params', error: validate.errors.map((e) => e.message).join('\n ') }, 400);
-	}
-	return c.json({ sessionId: query.sessionId }, 200);
-});
+for (const typed of [false, true]) {
+	router.get(typed ? '/typed/api/v1/sessions/info' : '/api/v1/sessions/info', (c) => {
+		let query;
+		try {
+			query = qsRouter.parse(c.req.raw.url.split('?')?.[1] || '', { arrayLimit: 500, throwOnLimitExceeded: true });
+		} catch (e) {
+			return c.json({ success: false, error: 'Invalid query parameters' }, 400);
+		}
+		if (!validate(query)) {
+			const message = validate.errors.map((e) => e.message).join('\n ');
+			if (typed) {
+				return c.json({ success: false, errorType: 'error-invalid-params', error: message }, 400);
+			}
+			// A legacy route: ApiClass throws Meteor.Error('invalid-params', message)
+			// and answers API.v1.failure(e.message, e.error, undefined).
+			return c.json({ success: false, error: message + ' [invalid-params]', stack: undefined, errorType: 'invalid-params' }, 400);
+		}
+		return c.json({ sessionId: query.sessionId }, 200);
+	});
+}
 
 async function answer(era, q) {
 	const target = '/api/v1/sessions/info?' + q;
-	if (era === 'router') {
-		const res = await router.request(target);
+	if (era === 'router' || era === 'typed') {
+		const res = await router.request(era === 'typed' ? '/typed' + target : target);
 		const body = await res.text();
 		if (res.status === 200) {
 			return { status: 200, sessionId: JSON.parse(body).sessionId };
