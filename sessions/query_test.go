@@ -123,8 +123,10 @@ func TestParseQueryAppendsToDst(t *testing.T) {
 func TestParseQueryDoesNotAllocate(t *testing.T) {
 	dst := make([]byte, 0, 64)
 	raw := []byte("sessionId=Qo%20YY+Fw2t9oKks2niG")
-	if n := testing.AllocsPerRun(100, func() { dst, _ = parseQuery(dst[:0], raw, qsMeteor) }); n != 0 {
-		t.Errorf("parseQuery allocates %v times, want 0", n)
+	for _, o := range []qsOptions{qsMeteor, qsRouter} {
+		if n := testing.AllocsPerRun(100, func() { dst, _ = parseQuery(dst[:0], raw, o) }); n != 0 {
+			t.Errorf("parseQuery(%+v) allocates %v times, want 0", o, n)
+		}
 	}
 }
 
