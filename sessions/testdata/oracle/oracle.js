@@ -8,7 +8,7 @@
 // the legacy route's Meteor.Error body), "typed" (8.0+: the same parsing, the
 // typed route's body).
 const readline = require('readline');
-const url = require('url');
+const parseUrl = require('parseurl');
 const Ajv = require('ajv');
 const { Hono } = require('hono');
 
@@ -60,10 +60,11 @@ async function answer(era, q) {
 		}
 		return { status: res.status, body };
 	}
-	// Meteor's webapp: parseurl (url.parse) and qs with its defaults; the
-	// Restivus-style API throws Meteor.Error('invalid-params', messages),
-	// whose message is "reason [error]".
-	const query = qsMeteor.parse(url.parse(target).query || '');
+	// Meteor's webapp: request.query = qs.parse(parseUrl(request.url).query)
+	// (packages/webapp/webapp_server.js), qs's defaults; the API throws
+	// Meteor.Error('invalid-params', messages), whose message is
+	// "reason [error]".
+	const query = qsMeteor.parse(parseUrl({ url: target }).query);
 	if (!validate(query)) {
 		const messages = validate.errors.map((e) => e.message);
 		return {
