@@ -85,3 +85,18 @@ func TestCheckConfigShowsUpstreamVersion(t *testing.T) {
 		t.Errorf("check-config: exit %d, output without the configured version and era:\n%s", code, out)
 	}
 }
+
+// TestRouteForwardsWhatNodeRefuses: a request line with a byte of 0x80 or
+// above is Node's to refuse (400 before Rocket.Chat runs), so the gate
+// forwards it unchanged instead of answering.
+func TestRouteForwardsWhatNodeRefuses(t *testing.T) {
+	r := StartRedis(t)
+	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{"\xe9": `{"x":1}`})
+	up := startRouteUpstream(t)
+	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	target := routePath + "?sessionId=\xe9"
+	routeCheckForwarded(t, "raw 0xE9 in the query", routeDo(t, g.Addr, "GET", target, routeCreds(routeSeedUser, routeSeedToken)...))
+	if seen := up.take(); len(seen) != 1 || seen[0].Target != target {
+		t.Errorf("the upstream received %+v, want the request unchanged", seen)
+	}
+}
