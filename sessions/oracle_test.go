@@ -3,6 +3,7 @@ package sessions
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"math/rand"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sessiongate/sessiongate/auth"
 )
 
 // oracleDir holds the differential test's node package: npm qs and ajv at
@@ -18,33 +23,37 @@ import (
 // way Rocket.Chat does.
 const oracleDir = "testdata/oracle"
 
-// oracleEras are the eras oracle.js knows, by its names for them.
+// oracleEras are the eras oracle.js knows, by its names for them, with a
+// Rocket.Chat version of each.
 var oracleEras = []struct {
-	name string
-	era  *era
+	name, version string
 }{
-	{"meteor", eraRestivus},
-	{"router", eraRouter},
-	{"typed", eraTyped},
+	{"meteor", "7.5.0"},
+	{"router", "7.6.0"},
+	{"typed", "8.0.0"},
 }
 
 // TestRouteAgreesWithRocketChat runs thousands of generated query strings,
-// the fuzz seeds and the fuzz corpus through parseQuery and through
-// Rocket.Chat's own libraries (node, npm qs and ajv), for each era's
-// parsing, and compares status and body (or the sessionId looked up).
+// the fuzz seeds and the fuzz corpus through the handler, as an
+// authenticated user's requests, and through Rocket.Chat's own libraries
+// (node, npm qs, ajv, hono), for each era, and compares status and body.
+// The handler's store holds a session for every id that can be real, so
+// Rocket.Chat's 200 for an id becomes that session, or 404 for an id
+// sessiongate knows cannot exist.
 func TestRouteAgreesWithRocketChat(t *testing.T) {
 	node := oracleNode(t)
 	queries := oracleQueries(t)
 	for _, e := range oracleEras {
 		t.Run(e.name, func(t *testing.T) {
 			want := runOracle(t, node, e.name, queries)
+			h := newHandler(t, echoStore{}, Options{Version: e.version})
 			failures := 0
 			for i, q := range queries {
-				got := goAnswer(e.era, q)
-				if got.String() != want[i].String() {
+				got, wanted := serveAnswer(t, h, q), want[i].expected()
+				if got != wanted {
 					failures++
 					if failures <= 20 {
-						t.Errorf("query %.200q:\n got  %s\n want %s", q, got, want[i])
+						t.Errorf("query %.200q:\n got  %s\n want %s", q, got, wanted)
 					}
 				}
 			}
@@ -63,18 +72,55 @@ type oracleAnswer struct {
 	SessionID *string `json:"sessionId,omitempty"`
 }
 
-// goAnswer is what sessiongate answers, in oracle.js's form.
-func goAnswer(e *era, q string) oracleAnswer {
-	id, res := parseQuery(nil, []byte(q), e.qs)
-	if res == queryOK {
-		s := string(id)
-		return oracleAnswer{Status: 200, SessionID: &s}
+// expected is the answer sessiongate must give where Rocket.Chat answers
+// a: the same status and body, with an echoStore behind it.
+func (a oracleAnswer) expected() string {
+	if a.SessionID == nil {
+		return strconv.Itoa(a.Status) + " " + a.Body
 	}
-	return oracleAnswer{Status: 400, Body: string(e.invalid[res])}
+	if !validID([]byte(*a.SessionID)) {
+		return "404 " + string(bodyNotFound)
+	}
+	return "200 " + echoDoc(*a.SessionID)[:len(echoDoc(*a.SessionID))-1] + `,"success":true}`
 }
 
-func (a oracleAnswer) String() string {
-	b, _ := json.Marshal(a)
+// serveAnswer is the handler's answer to an authenticated request for
+// query q: status and body.
+func serveAnswer(t *testing.T, h *Handler, q string) string {
+	t.Helper()
+	// As request does, with room for the long queries.
+	raw := "GET /api/v1/sessions/info?" + q + " HTTP/1.1\r\nHost: chat.example\r\nX-User-Id: " + seedUser + "\r\nX-Auth-Token: " + seedToken + "\r\n\r\n"
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Request.Header.DisableNormalizing()
+	if err := ctx.Request.Read(bufio.NewReaderSize(strings.NewReader(raw), len(raw)+4096)); err != nil {
+		t.Fatalf("parse request: %v", err)
+	}
+	if !h.Serve(ctx) {
+		return "forwarded"
+	}
+	return strconv.Itoa(ctx.Response.StatusCode()) + " " + string(ctx.Response.Body())
+}
+
+// echoStore authenticates the seed user and holds a session for every id:
+// {"sessionId": id}.
+type echoStore struct{}
+
+func (echoStore) Authenticate(_ context.Context, userID, hashedToken []byte) error {
+	if string(userID) != seedUser || string(hashedToken) != string(auth.AppendHashedToken(nil, []byte(seedToken))) {
+		return auth.ErrInvalidToken
+	}
+	return nil
+}
+
+func (s echoStore) Session(ctx context.Context, userID, hashedToken, sessionID []byte) (string, error) {
+	if err := s.Authenticate(ctx, userID, hashedToken); err != nil {
+		return "", err
+	}
+	return echoDoc(string(sessionID)), nil
+}
+
+func echoDoc(id string) string {
+	b, _ := json.Marshal(map[string]string{"sessionId": id})
 	return string(b)
 }
 
