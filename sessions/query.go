@@ -116,11 +116,12 @@ type qsPart struct {
 // values, collects repeated keys into arrays, splits each key into bracket
 // segments — dropping the whole parameter when its top-level name or a
 // segment within the depth names an Object.prototype member — and merges
-// the objects the keys describe, in the order the keys first appeared. The
-// merge leaves a string alone when a later value for the same property is
-// empty, and makes an array of anything else. coerceTypes turns numbers
-// and booleans into strings, never arrays or objects, and qs produces
-// nothing else, so sessionId is a string exactly when the first parameter
+// the objects the keys describe, in the order the keys first appeared
+// (Object.keys puts integer-like keys first, but none of those names
+// sessionId). The merge leaves a string alone when a later value for the
+// same property is empty, and makes an array of anything else. qs produces
+// only strings, arrays and objects, and coerceTypes turns neither of the
+// latter into a string, so sessionId is a string exactly when the first parameter
 // naming it is "sessionId" itself (or "[sessionId]", which qs reads the
 // same) occurring once, and every later one names it plainly, once, with
 // an empty value.
