@@ -187,8 +187,9 @@ func New(opts Options) (*Handler, error) {
 
 // Serve answers GET /api/v1/sessions/info and returns true, or returns
 // false without touching the response to have the request forwarded
-// upstream (Store failure with OnErrorForward, or stale data). It does not
-// keep ctx or its byte slices.
+// upstream (Store failure with OnErrorForward, stale data, or a request
+// line Node refuses before Rocket.Chat runs). It does not keep ctx or its
+// byte slices.
 //
 // The checks run in Rocket.Chat's order (SPEC §1): authentication, then
 // parameter validation, then the lookup. Authentication needs the Store, so
