@@ -5,10 +5,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -93,6 +95,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
 			return exitFailed
 		}
+		printEra(stdout, cfg)
 		return exitOK
 	}
 
@@ -158,15 +161,31 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 
 	var routes []proxy.Route
 	var sh *shadow.Shadow // with sessions.shadow.rate, compares the route with the upstream
+	var versions *sessions.VersionWatcher
 	if cfg.Route.Enabled {
 		h, err := sessions.New(sessions.Options{
 			Store:            store,
 			OnError:          cfg.Redis.OnError,
 			UnauthorizedBody: cfg.Route.UnauthorizedBody,
+			Version:          cfg.RocketChat.FallbackVersion,
 			Timeout:          cfg.Redis.Timeout,
 			Fresh:            fresh,
 			Log:              log,
 			Registerer:       reg,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+			return exitConfig
+		}
+		// The upstream's version picks the route's era (docs/eras.md).
+		versions, err = sessions.NewVersionWatcher(h, sessions.VersionOptions{
+			Version:    cfg.RocketChat.Version,
+			Fallback:   cfg.RocketChat.FallbackVersion,
+			Upstream:   cfg.Upstream.URL,
+			Every:      cfg.RocketChat.RefreshInterval,
+			Client:     upstreamInfoClient(cfg),
+			Log:        log,
+			Registerer: reg,
 		})
 		if err != nil {
 			fmt.Fprintf(stderr, "sessiongate: %v\n", err)
@@ -208,6 +227,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	g.Go(func() error { return p.Serve(ln) })
 	if lag != nil {
 		g.Go(func() error { lag.Run(gctx); return nil })
+	}
+	if versions != nil {
+		g.Go(func() error { versions.Run(gctx); return nil })
 	}
 	if admin != nil {
 		g.Go(func() error { return admin.Serve(adminLn) })
@@ -253,6 +275,45 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// upstreamInfoClient asks the upstream its version: a plain client with the
+// upstream's TLS setting and a short timeout.
+func upstreamInfoClient(cfg *config.Config) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	if cfg.Upstream.TLSInsecureSkipVerify {
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the operator's explicit setting
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: t}
+}
+
+// printEra ends check-config's output with YAML comments naming the
+// Rocket.Chat version the route would follow and its era; with
+// rocketchat.version auto it asks the upstream.
+func printEra(w io.Writer, cfg *config.Config) {
+	version, source := cfg.RocketChat.Version, "configured"
+	if version == config.VersionAuto {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		v, err := sessions.UpstreamVersion(ctx, upstreamInfoClient(cfg), cfg.Upstream.URL)
+		switch {
+		case err != nil:
+			fmt.Fprintf(w, "# rocketchat: the upstream could not be asked its version: %v\n", err)
+			version, source = cfg.RocketChat.FallbackVersion, "fallback"
+		case v == "":
+			fmt.Fprintln(w, "# rocketchat: the upstream does not report its version")
+			version, source = cfg.RocketChat.FallbackVersion, "fallback"
+		default:
+			version, source = v, "upstream"
+		}
+	}
+	era, err := sessions.EraOf(version)
+	if err != nil {
+		fmt.Fprintf(w, "# rocketchat: version %s (%s): %v\n", version, source, err)
+		return
+	}
+	fmt.Fprintf(w, "# rocketchat: version %s (%s), era %s\n", version, source, era)
 }
 
 func addrOf(ln net.Listener) string {

@@ -22,6 +22,9 @@ type Config struct {
 	Shutdown Shutdown `mapstructure:"shutdown"`
 	Mirror   Mirror   `mapstructure:"mirror"`
 	Sessions Sessions `mapstructure:"sessions"`
+
+	// RocketChat says which Rocket.Chat runs upstream (docs/eras.md).
+	RocketChat RocketChat `mapstructure:"rocketchat"`
 }
 
 // Upstream configures the connection pool to the Rocket.Chat server.
@@ -130,13 +133,27 @@ type Cluster struct {
 
 // Route configures the intercepted GET /api/v1/sessions/info.
 type Route struct {
-	// UnauthorizedBody picks the 401 body: "classic" (the documented
-	// {"status":"error","message":...}) or "extended" (Rocket.Chat 7.4+,
-	// which adds "success" and "error"). Default "classic".
+	// UnauthorizedBody picks the 401 body: "auto" (the upstream's era's),
+	// "classic" (the documented {"status":"error","message":...}) or
+	// "extended" (Rocket.Chat 7.4+, which adds "success" and "error").
+	// Default "auto".
 	UnauthorizedBody string `mapstructure:"unauthorized_body"`
 	// Enabled turns interception on; off, the route is forwarded like any
 	// other. Default true.
 	Enabled bool `mapstructure:"enabled"`
+}
+
+// RocketChat names the upstream's Rocket.Chat version, whose era decides
+// what differs between versions on the route (docs/eras.md).
+type RocketChat struct {
+	// Version is "auto" (ask the upstream's GET /api/info at start and
+	// every RefreshInterval) or a version such as "6.12.0". Default "auto".
+	Version string `mapstructure:"version"`
+	// FallbackVersion is assumed while an "auto" upstream does not report
+	// its version (or cannot be asked). Default "7.3.0".
+	FallbackVersion string `mapstructure:"fallback_version"`
+	// RefreshInterval is how often "auto" asks again. Default 5m.
+	RefreshInterval time.Duration `mapstructure:"refresh_interval"`
 }
 
 // Admin configures the probes and metrics listener.

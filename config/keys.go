@@ -61,7 +61,11 @@ var Keys = []Key{
 	{"redis.cluster.addrs", []string{}, "Cluster seed addresses (host:port); enables Cluster", false},
 
 	{"route.enabled", true, "answer GET /api/v1/sessions/info from Redis (false: forward it)", false},
-	{"route.unauthorized_body", "classic", "401 body: classic (documented) or extended (Rocket.Chat 7.4+)", false},
+	{"route.unauthorized_body", "auto", "401 body: auto (the upstream's era), classic (documented) or extended (Rocket.Chat 7.4+)", false},
+
+	{"rocketchat.version", "auto", "the upstream's Rocket.Chat version, which picks the route's era: auto (asked from GET /api/info) or a version like 6.12.0", false},
+	{"rocketchat.fallback_version", "7.3.0", "the version assumed while the upstream does not tell its own (auto)", false},
+	{"rocketchat.refresh_interval", 5 * time.Minute, "how often auto asks the upstream its version again", false},
 
 	{"admin.listen", ":9090", "probes and metrics address (empty: disabled)", false},
 	{"admin.pprof", false, "serve /debug/pprof/ on the admin listener", false},

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -104,9 +105,19 @@ func (c *Config) Validate() error {
 		bad("redis.pool_size", c.Redis.PoolSize, "must not be negative")
 	}
 
-	if c.Route.UnauthorizedBody != UnauthorizedClassic && c.Route.UnauthorizedBody != UnauthorizedExtended {
-		bad("route.unauthorized_body", c.Route.UnauthorizedBody, "must be classic or extended")
+	switch c.Route.UnauthorizedBody {
+	case UnauthorizedAuto, UnauthorizedClassic, UnauthorizedExtended:
+	default:
+		bad("route.unauthorized_body", c.Route.UnauthorizedBody, "must be auto, classic or extended")
 	}
+
+	if c.RocketChat.Version != VersionAuto && !IsVersion(c.RocketChat.Version) {
+		bad("rocketchat.version", c.RocketChat.Version, "must be auto or a version like 6.12.0")
+	}
+	if !IsVersion(c.RocketChat.FallbackVersion) {
+		bad("rocketchat.fallback_version", c.RocketChat.FallbackVersion, "must be a version like 7.3.0")
+	}
+	positive("rocketchat.refresh_interval", c.RocketChat.RefreshInterval)
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -145,15 +156,26 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Values of redis.on_error, route.unauthorized_body and sessions.shadow.mode.
+// Values of redis.on_error, route.unauthorized_body, sessions.shadow.mode
+// and rocketchat.version.
 const (
 	OnErrorForward       = "forward"
 	OnErrorUnavailable   = "unavailable"
+	UnauthorizedAuto     = "auto"
 	UnauthorizedClassic  = "classic"
 	UnauthorizedExtended = "extended"
 	ShadowCompare        = "compare"
 	ShadowOrigin         = "origin"
+	VersionAuto          = "auto"
 )
+
+// versionPattern is a Rocket.Chat version as /api/info reports it: major
+// and minor, optionally a patch and a pre-release or build suffix.
+var versionPattern = regexp.MustCompile(`^v?[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,6})?([-+][0-9A-Za-z.-]{0,40})?$`)
+
+// IsVersion reports whether s is a Rocket.Chat version such as "6.12.0" or
+// "7.6.0-rc.1".
+func IsVersion(s string) bool { return versionPattern.MatchString(s) }
 
 // ParsePrefix parses a trusted-proxy entry: a CIDR, or a single address
 // meaning a /32 (or /128).

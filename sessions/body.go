@@ -7,23 +7,11 @@ import "github.com/valyala/fasthttp"
 var (
 	bodyUnauthorizedClassic  = []byte(`{"status":"error","message":"You must be logged in to do this."}`)
 	bodyUnauthorizedExtended = []byte(`{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}`)
+	bodyUnauthorizedBreaking = []byte(`{"success":false,"error":"You must be logged in to do this."}`)
 	bodyNotFound             = []byte(`{"success":false,"error":"Session not found"}`)
 	bodyUnavailable          = []byte(`{"success":false,"error":"Service unavailable"}`)
 	bodySuccessOnly          = []byte(`{"success":true}`)
-
-	// bodyInvalid is indexed by queryResult.
-	bodyInvalid = [...][]byte{
-		queryRequired:   invalidParams(queryRequired),
-		queryAdditional: invalidParams(queryAdditional),
-		queryNotString:  invalidParams(queryNotString),
-	}
 )
-
-// invalidParams is Rocket.Chat's 400 body for a failed ajv check: the
-// message with the Meteor.Error reason appended, and the error type.
-func invalidParams(q queryResult) []byte {
-	return []byte(`{"success":false,"error":"` + q.message() + ` [invalid-params]","errorType":"invalid-params"}`)
-}
 
 // setHeaders sets the status and the three headers every answer of the
 // route carries (SPEC §1). The proxy's server invents no Date or

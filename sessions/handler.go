@@ -52,9 +52,14 @@ type Store interface {
 const (
 	OnErrorForward       = "forward"
 	OnErrorUnavailable   = "unavailable"
+	UnauthorizedAuto     = "auto"
 	UnauthorizedClassic  = "classic"
 	UnauthorizedExtended = "extended"
 )
+
+// DefaultVersion is the Rocket.Chat version whose era a Handler follows
+// when Options.Version is empty: the newest of the era SPEC §1 documents.
+const DefaultVersion = "7.3.0"
 
 // DefaultTimeout is the Store deadline when Options.Timeout is zero.
 const DefaultTimeout = 250 * time.Millisecond
@@ -67,10 +72,14 @@ type Options struct {
 	// the request upstream unchanged, OnErrorUnavailable answers 503.
 	// Default OnErrorForward.
 	OnError string
-	// UnauthorizedBody picks the 401 body: UnauthorizedClassic (the
-	// documented one) or UnauthorizedExtended (Rocket.Chat 7.4+). Default
-	// UnauthorizedClassic.
+	// UnauthorizedBody picks the 401 body: UnauthorizedAuto (the era's),
+	// UnauthorizedClassic (the documented one) or UnauthorizedExtended
+	// (Rocket.Chat 7.4+). Default UnauthorizedAuto.
 	UnauthorizedBody string
+	// Version is the upstream's Rocket.Chat version, whose era decides
+	// what differs between versions (see SetVersion). Default
+	// DefaultVersion.
+	Version string
 	// Timeout bounds each Store call (redis.timeout). Default
 	// DefaultTimeout.
 	Timeout time.Duration
@@ -89,7 +98,8 @@ type Options struct {
 type Handler struct {
 	store        Store
 	forward      bool
-	unauthorized []byte
+	unauthorized []byte // an explicit 401 body; nil: the era's
+	era          atomic.Pointer[era]
 	timeout      time.Duration
 	fresh        func() bool
 	log          *zap.Logger
@@ -144,12 +154,19 @@ func New(opts Options) (*Handler, error) {
 		return nil, fmt.Errorf("sessions: on_error: %q: must be %s or %s", opts.OnError, OnErrorForward, OnErrorUnavailable)
 	}
 	switch opts.UnauthorizedBody {
-	case "", UnauthorizedClassic:
+	case "", UnauthorizedAuto:
+	case UnauthorizedClassic:
 		h.unauthorized = bodyUnauthorizedClassic
 	case UnauthorizedExtended:
 		h.unauthorized = bodyUnauthorizedExtended
 	default:
-		return nil, fmt.Errorf("sessions: unauthorized_body: %q: must be %s or %s", opts.UnauthorizedBody, UnauthorizedClassic, UnauthorizedExtended)
+		return nil, fmt.Errorf("sessions: unauthorized_body: %q: must be %s, %s or %s", opts.UnauthorizedBody, UnauthorizedAuto, UnauthorizedClassic, UnauthorizedExtended)
+	}
+	if opts.Version == "" {
+		opts.Version = DefaultVersion
+	}
+	if _, err := h.SetVersion(opts.Version); err != nil {
+		return nil, err
 	}
 	if h.timeout <= 0 {
 		h.timeout = DefaultTimeout
@@ -170,8 +187,9 @@ func New(opts Options) (*Handler, error) {
 
 // Serve answers GET /api/v1/sessions/info and returns true, or returns
 // false without touching the response to have the request forwarded
-// upstream (Store failure with OnErrorForward, or stale data). It does not
-// keep ctx or its byte slices.
+// upstream (Store failure with OnErrorForward, stale data, or a request
+// line Node refuses before Rocket.Chat runs). It does not keep ctx or its
+// byte slices.
 //
 // The checks run in Rocket.Chat's order (SPEC §1): authentication, then
 // parameter validation, then the lookup. Authentication needs the Store, so
@@ -181,6 +199,11 @@ func New(opts Options) (*Handler, error) {
 // 401, not a 400, and a session id that cannot be real never reaches the
 // Store.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
+	if !nodeAccepts(ctx.Request.Header.RequestURI()) {
+		// Node's HTTP parser answers 400 before Rocket.Chat runs; the
+		// upstream says it in its own words.
+		return false
+	}
 	userID, token, ok := credentials(&ctx.Request.Header)
 	if !ok || !validID(userID) {
 		// No header, an empty or repeated one, or a user id that cannot be
@@ -192,8 +215,9 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 	s := h.scratch.Get().(*scratch)
 	defer h.scratch.Put(s)
 	s.hash = auth.AppendHashedToken(s.hash[:0], token)
+	e := h.era.Load()
 	var query queryResult
-	s.sessionID, query = parseQuery(s.sessionID[:0], rawQuery(&ctx.Request.Header))
+	s.sessionID, query = parseQuery(s.sessionID[:0], rawQuery(&ctx.Request.Header), e.qs)
 	lookup := query == queryOK && validID(s.sessionID)
 
 	if h.fresh != nil && !h.fresh() {
@@ -216,7 +240,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 
 	switch {
 	case err == nil && query != queryOK:
-		h.answerInvalid(ctx, query)
+		h.answerInvalid(ctx, e, query)
 	case err == nil && !lookup:
 		h.answer(ctx, outcomeNotFound) // a session id that cannot be real
 	case err == nil:
@@ -254,7 +278,11 @@ func (h *Handler) answer(ctx *fasthttp.RequestCtx, o outcome) {
 	h.metrics.count(o)
 	switch o {
 	case outcomeUnauthorized:
-		writeJSON(ctx, fasthttp.StatusUnauthorized, h.unauthorized)
+		body := h.unauthorized
+		if body == nil {
+			body = h.era.Load().unauthorized
+		}
+		writeJSON(ctx, fasthttp.StatusUnauthorized, body)
 	case outcomeNotFound:
 		writeJSON(ctx, fasthttp.StatusNotFound, bodyNotFound)
 	case outcomeErrorUnavailable:
@@ -264,9 +292,9 @@ func (h *Handler) answer(ctx *fasthttp.RequestCtx, o outcome) {
 	}
 }
 
-func (h *Handler) answerInvalid(ctx *fasthttp.RequestCtx, q queryResult) {
+func (h *Handler) answerInvalid(ctx *fasthttp.RequestCtx, e *era, q queryResult) {
 	h.metrics.count(outcomeInvalid)
-	writeJSON(ctx, fasthttp.StatusBadRequest, bodyInvalid[q])
+	writeJSON(ctx, fasthttp.StatusBadRequest, e.invalid[q])
 }
 
 // answerSession writes 200 with the stored document and "success":true as
@@ -323,6 +351,17 @@ const (
 	headerUserID    = "X-User-Id"
 	headerAuthToken = "X-Auth-Token"
 )
+
+// nodeAccepts reports whether Node's HTTP parser (llhttp) takes target:
+// it refuses a byte of 0x7F or above in the request line with a bare 400.
+func nodeAccepts(target []byte) bool {
+	for _, c := range target {
+		if c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // rawQuery returns the raw query of the request-target: the bytes after the
 // first '?', undecoded.

@@ -2,6 +2,9 @@ package sessions
 
 import (
 	"bytes"
+	"math"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -14,6 +17,8 @@ const (
 	queryRequired               // no sessionId
 	queryAdditional             // a parameter other than sessionId
 	queryNotString              // sessionId repeated or in bracket form
+	queryLimit                  // qs refused the query (throwOnLimitExceeded)
+	numQueryResults
 )
 
 // message is the ajv message Rocket.Chat puts in the 400 body.
@@ -25,13 +30,73 @@ func (r queryResult) message() string {
 		return "must NOT have additional properties"
 	case queryNotString:
 		return "must be string"
+	case queryLimit:
+		return "Invalid query parameters"
 	}
 	return ""
 }
 
 // qsParameterLimit is qs's default parameterLimit: parts after the first
-// 1000 are ignored.
+// 1000 are ignored (or, with throwOnLimitExceeded, refused).
 const qsParameterLimit = 1000
+
+// qsDepth is qs's default depth: bracket groups after the fifth are kept
+// together as one last key.
+const qsDepth = 5
+
+// qsOptions are the parts of qs's parse behaviour that differ between the
+// Rocket.Chat versions sessiongate answers for.
+type qsOptions struct {
+	// arrayLimit is qs's arrayLimit. With throwOnLimitExceeded it decides
+	// which indices and repetitions are refused; otherwise its only effect
+	// is on the shape of values that are not strings anyway.
+	arrayLimit int
+	// throwOnLimitExceeded refuses the query (queryLimit) when it has more
+	// than qsParameterLimit parts, an index of arrayLimit or more, or a key
+	// repeated more than arrayLimit times.
+	throwOnLimitExceeded bool
+	// bracketsFirst is qs 6.14's order: "%5B" and "%5D" become brackets in
+	// the whole query before it is split and decoded, so an encoded "]="
+	// splits a part and a value that fails to decode keeps them decoded.
+	bracketsFirst bool
+	// router is how Rocket.Chat's own router hands the query to qs: the
+	// request-target becomes a WHATWG URL, whose serialization is split at
+	// '?' (packages/http-router: request.raw.url.split('?')[1]), so a
+	// second '?' ends the query and a fragment stays in it. Otherwise the
+	// query is Node's url.parse's (Meteor's webapp), which ends at '#'.
+	router bool
+}
+
+// Characters percent-encoded on the way to qs: by Node's url.parse
+// (autoEscapeChars in lib/url.js; the white space among them never gets
+// past the HTTP parser) and by the WHATWG URL parser in the query (the
+// special-query percent-encode set) and in the fragment (the fragment
+// percent-encode set), less what cannot be in a request line. They decode
+// back to themselves, so they show only where decoding fails and qs keeps
+// the raw text.
+const (
+	urlParseEscapes      = "\"'<>\\^`{|}"
+	whatwgQueryEscapes   = "\"'<>"
+	whatwgFragmentEscape = "\"<>`"
+)
+
+// The qs behaviours of the eras (see docs/eras.md).
+var (
+	// qsMeteor is qs 6.11 with its defaults, as Meteor's webapp parses
+	// every request's query.
+	qsMeteor = qsOptions{arrayLimit: 20}
+	// qsRouter is qs 6.14 with the options of Rocket.Chat's own router.
+	qsRouter = qsOptions{arrayLimit: 500, throwOnLimitExceeded: true, bracketsFirst: true, router: true}
+)
+
+// qsPart is one '&'-separated piece of the query whose key names the
+// top-level property sessionId.
+type qsPart struct {
+	key    []byte // the raw key of the first occurrence
+	value  []byte // the raw value of the first occurrence
+	count  int    // occurrences of the same decoded key
+	simple bool   // the key is the property itself: no nesting below it
+}
 
 // parseQuery validates a raw query string (the bytes after '?', not
 // decoded) the way Rocket.Chat does, and appends the decoded sessionId to
@@ -39,13 +104,27 @@ const qsParameterLimit = 1000
 // failure its returned contents are unspecified. parseQuery does not keep
 // raw or dst.
 //
-// Rocket.Chat parses the query with qs (Express's "extended" parser:
-// '&'-separated, keys and values decoded by decodeURIComponent after '+' →
-// ' ', bracket keys build arrays and objects, __proto__ dropped) and checks
-// it with ajv (coerceTypes, allErrors off) against
+// Rocket.Chat hands the query to qs.parse (Meteor's webapp up to 7.5, its
+// own router after; see qsInput for what each takes from the
+// request-target) and checks the result with ajv (coerceTypes, allErrors
+// off) against
 //
 //	{type: object, properties: {sessionId: {type: string}},
 //	 required: [sessionId], additionalProperties: false}
+//
+// qs (lib/parse.js, lib/utils.js) splits the query on '&', decodes keys and
+// values, collects repeated keys into arrays, splits each key into bracket
+// segments — dropping the whole parameter when its top-level name or a
+// segment within the depth names an Object.prototype member — and merges
+// the objects the keys describe, in the order the keys first appeared
+// (Object.keys puts integer-like keys first, but none of those names
+// sessionId). The merge leaves a string alone when a later value for the
+// same property is empty, and makes an array of anything else. qs produces
+// only strings, arrays and objects, and coerceTypes turns neither of the
+// latter into a string, so sessionId is a string exactly when the first parameter
+// naming it is "sessionId" itself (or "[sessionId]", which qs reads the
+// same) occurring once, and every later one names it plainly, once, with
+// an empty value.
 //
 // ajv stops at the first failing keyword, and its keyword order decides
 // which message wins when several apply: the validation vocabulary
@@ -54,94 +133,304 @@ const qsParameterLimit = 1000
 // v8 lib/vocabularies/applicator/index.ts). So:
 //
 //  1. no sessionId, whatever else is there → required;
-//  2. otherwise any other parameter → additional properties, even when
+//  2. otherwise any other property → additional properties, even when
 //     sessionId is also not a string;
-//  3. otherwise sessionId repeated or bracketed (an array or an object to
-//     qs; coerceTypes does not turn those into strings) → must be string.
-func parseQuery(dst, raw []byte) ([]byte, queryResult) {
-	// Node's URL parsing ends the query at a fragment.
-	if i := bytes.IndexByte(raw, '#'); i >= 0 {
-		raw = raw[:i]
+//  3. otherwise sessionId not a string → must be string.
+func parseQuery(dst, raw []byte, o qsOptions) ([]byte, queryResult) {
+	raw = qsInput(raw, o)
+	if o.bracketsFirst {
+		raw = replaceEncodedBrackets(raw)
+	}
+	if o.throwOnLimitExceeded && overLimits(raw, o) {
+		return dst, queryLimit
 	}
 	start := len(dst)
 	var (
-		keyBuf [64]byte // decoded keys; longer ones spill to the heap
-		count  int      // sessionId occurrences
-		nested bool     // a bracketed sessionId
-		extra  bool     // another parameter
-		value  []byte   // the raw value of the first plain sessionId
+		keyBuf   [64]byte // decoded keys; longer ones spill to the heap
+		cmpBuf   [64]byte // earlier keys decoded again to compare
+		partsBuf [4]qsPart
+		parts    = partsBuf[:0] // the parameters naming sessionId
+		extra    bool           // another property
 	)
-	for parts := 0; parts < qsParameterLimit && raw != nil; parts++ {
+	for n := 0; n < qsParameterLimit && raw != nil; n++ {
 		var part []byte
 		if i := bytes.IndexByte(raw, '&'); i >= 0 {
 			part, raw = raw[:i], raw[i+1:]
 		} else {
 			part, raw = raw, nil
 		}
-		if len(part) == 0 {
-			continue
-		}
-		// qs splits a part at "]=" when present (so "a[b=c]=d" keeps its
-		// key), else at the first '='.
-		pos := bytes.Index(part, []byte("]="))
-		if pos >= 0 {
-			pos++
-		} else {
-			pos = bytes.IndexByte(part, '=')
-		}
-		rawKey, rawValue := part, []byte(nil)
-		if pos >= 0 {
-			rawKey, rawValue = part[:pos], part[pos+1:]
-		}
+		rawKey, rawValue := splitPart(part)
 		key := decodeComponent(keyBuf[:0], rawKey)
 		if len(key) == 0 {
 			continue // qs ignores empty keys
 		}
-		root, bracketed := qsRoot(key)
-		switch string(root) {
-		case "sessionId":
-			count++
-			if bracketed {
-				nested = true
-			} else if count == 1 {
-				value = rawValue
-			}
-		case "__proto__":
-			// qs drops it (prototype pollution guard), so ajv never sees it.
-		default:
+		k := splitKey(key, o)
+		switch {
+		case k.dropped:
+		case o.throwOnLimitExceeded && k.bigIndex:
+			return dst, queryLimit
+		case !k.sessionID:
 			extra = true
+		default:
+			i := 0
+			for i < len(parts) && !bytes.Equal(decodeComponent(cmpBuf[:0], parts[i].key), key) {
+				i++
+			}
+			if i < len(parts) {
+				parts[i].count++
+				continue
+			}
+			parts = append(parts, qsPart{key: rawKey, value: rawValue, count: 1, simple: k.simple})
 		}
 	}
 	switch {
-	case count == 0:
+	case len(parts) == 0:
 		return dst, queryRequired
 	case extra:
 		return dst, queryAdditional
-	case count > 1 || nested:
-		return dst, queryNotString
 	}
-	return decodeComponent(dst[:start], value), queryOK
+	for i, p := range parts {
+		if !p.simple || p.count > 1 || (i > 0 && len(p.value) > 0) {
+			return dst, queryNotString
+		}
+	}
+	return decodeComponent(dst[:start], parts[0].value), queryOK
 }
 
-// qsRoot returns the top-level property name qs assigns key to, and
-// whether the value goes into a nested array or object there.
-//
-// qs (lib/parse.js parseKeys) takes the text before the first bracket group
-// matching /\[[^[\]]*]/ as the parent: "sessionId[]" and "sessionId[x]" are
-// arrays and objects under "sessionId". With no parent, the first group
-// itself names the property: "[sessionId]" is plain "sessionId", and
-// "[sessionId][x]" an object under it.
-func qsRoot(key []byte) (root []byte, bracketed bool) {
+// qsInput returns the string the era's Rocket.Chat hands to qs.parse,
+// given raw, the request-target after its first '?'. It returns raw itself
+// unless characters must be percent-encoded, the only case that allocates.
+func qsInput(raw []byte, o qsOptions) []byte {
+	hash := bytes.IndexByte(raw, '#')
+	if !o.router {
+		// url.parse: the query ends at a fragment. A target without one
+		// takes the fast path (lib/url.js, and Express's parseurl), which
+		// keeps the query as sent; one with a '#' is auto-escaped.
+		if hash < 0 {
+			return raw
+		}
+		return escapeURL(raw[:hash], urlParseEscapes, "", -1)
+	}
+	if i := bytes.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+		if hash > i {
+			hash = -1
+		}
+	}
+	return escapeURL(raw, whatwgQueryEscapes, whatwgFragmentEscape, hash)
+}
+
+// escapeURL returns s with the bytes in query percent-encoded before index
+// hash and those in fragment after it (hash < 0: no fragment), or s itself
+// when there are none.
+func escapeURL(s []byte, query, fragment string, hash int) []byte {
+	set := func(i int) string {
+		if hash >= 0 && i > hash {
+			return fragment
+		}
+		return query
+	}
+	first := -1
+	for i, c := range s {
+		if strings.IndexByte(set(i), c) >= 0 {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	out := make([]byte, first, len(s)+16)
+	copy(out, s[:first])
+	for i := first; i < len(s); i++ {
+		c := s[i]
+		if strings.IndexByte(set(i), c) >= 0 {
+			out = append(out, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// splitPart splits one part of the query into its raw key and value. qs
+// splits at "]=" when present (so "a[b=c]=d" keeps its key), else at the
+// first '='; a part without '=' is a key with an empty value.
+func splitPart(part []byte) (key, value []byte) {
+	pos := bytes.Index(part, []byte("]="))
+	if pos >= 0 {
+		pos++
+	} else {
+		pos = bytes.IndexByte(part, '=')
+	}
+	if pos < 0 {
+		return part, nil
+	}
+	return part[:pos], part[pos+1:]
+}
+
+// qsKey is what qs makes of one decoded key.
+type qsKey struct {
+	dropped   bool // an Object.prototype name: qs ignores the parameter
+	sessionID bool // the top-level property is sessionId
+	simple    bool // the key is the property itself, nothing nested
+	bigIndex  bool // a segment is an array index of arrayLimit or more
+}
+
+// splitKey splits key into qs's segments (lib/parse.js parseKeys): the
+// parent is the text before the first bracket group matching
+// /\[[^[\]]*]/, then up to qsDepth such groups found left to right
+// (text between them is lost), then, when another group follows, the rest
+// of the key from that group on as one last segment. With no parent, the
+// first group names the top-level property: "[sessionId]" is plain
+// "sessionId". The parent and each group's content within the depth are
+// checked against Object.prototype's members.
+func splitKey(key []byte, o qsOptions) qsKey {
+	var k qsKey
 	open, end := firstBracketGroup(key)
-	if open < 0 {
-		return key, false
+	parent := key
+	if open >= 0 {
+		parent = key[:open]
 	}
-	if open > 0 {
-		return key[:open], true
+	segments := 0
+	if len(parent) > 0 {
+		if isPrototypeMember(parent) {
+			return qsKey{dropped: true}
+		}
+		k.sessionID = string(parent) == "sessionId"
+		segments = 1
 	}
-	// No parent: the group's content is the root; more groups nest.
-	next, _ := firstBracketGroup(key[end:])
-	return key[1 : end-1], next >= 0
+	for depth := 0; open >= 0; depth++ {
+		if depth == qsDepth {
+			segments++ // the rest, as one segment
+			break
+		}
+		content := key[open+1 : end-1]
+		if isPrototypeMember(content) {
+			return qsKey{dropped: true}
+		}
+		if segments == 0 {
+			k.sessionID = string(content) == "sessionId"
+		}
+		if n, ok := arrayIndex(content); ok && n >= o.arrayLimit {
+			k.bigIndex = true
+		}
+		segments++
+		next, nextEnd := firstBracketGroup(key[end:])
+		if next < 0 {
+			break
+		}
+		open, end = end+next, end+nextEnd
+	}
+	k.simple = segments == 1
+	return k
+}
+
+// arrayIndex reports whether s is an index qs turns into an array
+// position: parseInt(s, 10) >= 0 whose String() is s again. Numbers past
+// 2^53 survive that round trip only when a float64 holds them exactly
+// and prints them without an exponent (below 1e21), so those are checked
+// the way JavaScript would print them. The value is capped at MaxInt32.
+func arrayIndex(s []byte) (int, bool) {
+	if len(s) == 0 || len(s) > 21 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	if len(s) <= 9 {
+		n, _ := strconv.Atoi(string(s))
+		return n, true
+	}
+	f, err := strconv.ParseFloat(string(s), 64)
+	if err != nil || strconv.FormatFloat(f, 'f', -1, 64) != string(s) {
+		return 0, false
+	}
+	return math.MaxInt32, true
+}
+
+// isPrototypeMember reports whether name is an own property of
+// Object.prototype in Node 20 (qs drops such keys unless allowPrototypes).
+func isPrototypeMember(name []byte) bool {
+	switch string(name) {
+	case "constructor", "__defineGetter__", "__defineSetter__", "hasOwnProperty",
+		"__lookupGetter__", "__lookupSetter__", "isPrototypeOf", "propertyIsEnumerable",
+		"toString", "valueOf", "__proto__", "toLocaleString":
+		return true
+	}
+	return false
+}
+
+// overLimits reports whether qs with throwOnLimitExceeded throws in its
+// first pass (lib/parse.js parseValues): more than qsParameterLimit parts,
+// or a parameter whose '='-holding occurrence finds its key already
+// collected into an array of arrayLimit values. (At arrayLimit+1 values
+// the array becomes an object and is never counted again.)
+func overLimits(raw []byte, o qsOptions) bool {
+	n := bytes.Count(raw, []byte("&")) + 1
+	if n > qsParameterLimit {
+		return true
+	}
+	if n <= o.arrayLimit {
+		return false
+	}
+	counts := make(map[string]int)
+	var keyBuf []byte
+	for raw != nil {
+		var part []byte
+		if i := bytes.IndexByte(raw, '&'); i >= 0 {
+			part, raw = raw[:i], raw[i+1:]
+		} else {
+			part, raw = raw, nil
+		}
+		rawKey, _ := splitPart(part)
+		keyBuf = decodeComponent(keyBuf[:0], rawKey)
+		c := counts[string(keyBuf)]
+		if c == o.arrayLimit && c > 1 && len(rawKey) < len(part) {
+			return true
+		}
+		counts[string(keyBuf)] = c + 1
+	}
+	return false
+}
+
+// replaceEncodedBrackets returns raw with every "%5B" and "%5D" (either
+// case) replaced by '[' and ']', as qs 6.14 does before anything else.
+// raw is returned as is when it holds none.
+func replaceEncodedBrackets(raw []byte) []byte {
+	i := encodedBracket(raw, 0)
+	if i < 0 {
+		return raw
+	}
+	out := make([]byte, 0, len(raw))
+	for i >= 0 {
+		out = append(out, raw[:i]...)
+		if raw[i+2] == 'B' || raw[i+2] == 'b' {
+			out = append(out, '[')
+		} else {
+			out = append(out, ']')
+		}
+		raw = raw[i+3:]
+		i = encodedBracket(raw, 0)
+	}
+	return append(out, raw...)
+}
+
+// encodedBracket returns the index of the first "%5B" or "%5D" (either
+// case) in raw at or after from, or -1.
+func encodedBracket(raw []byte, from int) int {
+	for i := from; i+2 < len(raw); i++ {
+		if raw[i] == '%' && raw[i+1] == '5' {
+			switch raw[i+2] {
+			case 'B', 'b', 'D', 'd':
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // firstBracketGroup finds the first "[...]" in key whose content holds no

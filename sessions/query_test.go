@@ -39,6 +39,24 @@ func TestParseQuery(t *testing.T) {
 		{"sessionId=a&__proto__=x", queryOK, "a"},
 		{"sessionId=a&__proto__[x]=y", queryOK, "a"},
 		{"sessionId=a#b=c", queryOK, "a"},
+		// qs drops a parameter whose top-level name or a bracket segment
+		// within depth 5 is an Object.prototype member.
+		{"sessionId=a&toString=x", queryOK, "a"},
+		{"sessionId=a&constructor", queryOK, "a"},
+		{"sessionId=a&x[hasOwnProperty]=y", queryOK, "a"},
+		{"sessionId=a&valueOf[x]=y", queryOK, "a"},
+		{"sessionId=a&[__proto__]=y", queryOK, "a"},
+		{"sessionId=a&a[b][c][d][isPrototypeOf]=1", queryOK, "a"},
+		{"sessionId=a&a[b][c][d][e][toLocaleString]=1", queryOK, "a"},
+		{"sessionId[toString]=a&sessionId=b", queryOK, "b"},
+		{"sessionId=a&sessionId[__lookupGetter__]=b", queryOK, "a"},
+		// qs merges "sessionId" and "[sessionId]" (different keys to it);
+		// the merge keeps a string when the later value is empty.
+		{"sessionId=a&[sessionId]=", queryOK, "a"},
+		{"[sessionId]=a&sessionId", queryOK, "a"},
+		{"[sessionId]x=a", queryOK, "a"},
+		{"sessionId=a&[sessionId]x=", queryOK, "a"},
+		{"sessionId=&[sessionId]=", queryOK, ""},
 
 		{"sessionId=a&sessionId=b", queryNotString, ""},
 		{"sessionId=a&sessionId=a", queryNotString, ""},
@@ -51,6 +69,9 @@ func TestParseQuery(t *testing.T) {
 		{"[sessionId][x]=a", queryNotString, ""},
 		{"sessionId=a&[sessionId]=b", queryNotString, ""},
 		{"sessionId[a=b]=c", queryNotString, ""},
+		{"sessionId=&[sessionId]=a", queryNotString, ""},
+		{"sessionId=a&[sessionId]&[sessionId]", queryNotString, ""},
+		{"sessionId=a&sessionId[]=", queryNotString, ""},
 
 		{"sessionId=a&foo=b", queryAdditional, ""},
 		{"foo=b&sessionId=a", queryAdditional, ""},
@@ -70,12 +91,17 @@ func TestParseQuery(t *testing.T) {
 		{"sessionId%3Da", queryRequired, ""}, // the key decodes to "sessionId=a"
 		{"&", queryRequired, ""},
 		{"__proto__=x", queryRequired, ""},
+		{"toString=x", queryRequired, ""},
+		{"sessionId[propertyIsEnumerable]=x", queryRequired, ""},
+		{"sessionId[[x]]=a", queryRequired, ""},
+		// Past the depth the rest of the key is one segment, never checked.
+		{"sessionId=a&a[b][c][d][e][f][toString]=1", queryAdditional, ""},
 		// qs reads only the first 1000 parts.
 		{strings.Repeat("&", qsParameterLimit) + "sessionId=a", queryRequired, ""},
 		{strings.Repeat("&", qsParameterLimit-1) + "sessionId=a", queryOK, "a"},
 	}
 	for _, tt := range tests {
-		got, res := parseQuery(nil, []byte(tt.raw))
+		got, res := parseQuery(nil, []byte(tt.raw), qsMeteor)
 		if res != tt.want {
 			t.Errorf("parseQuery(%.60q): got %q, want %q", tt.raw, res.message(), tt.want.message())
 			continue
@@ -88,7 +114,7 @@ func TestParseQuery(t *testing.T) {
 
 func TestParseQueryAppendsToDst(t *testing.T) {
 	dst := []byte("keep")
-	got, res := parseQuery(dst, []byte("sessionId=a+b"))
+	got, res := parseQuery(dst, []byte("sessionId=a+b"), qsMeteor)
 	if res != queryOK || string(got) != "keepa b" {
 		t.Errorf("got %q, %v; want \"keepa b\", ok", got, res)
 	}
@@ -97,8 +123,10 @@ func TestParseQueryAppendsToDst(t *testing.T) {
 func TestParseQueryDoesNotAllocate(t *testing.T) {
 	dst := make([]byte, 0, 64)
 	raw := []byte("sessionId=Qo%20YY+Fw2t9oKks2niG")
-	if n := testing.AllocsPerRun(100, func() { dst, _ = parseQuery(dst[:0], raw) }); n != 0 {
-		t.Errorf("parseQuery allocates %v times, want 0", n)
+	for _, o := range []qsOptions{qsMeteor, qsRouter} {
+		if n := testing.AllocsPerRun(100, func() { dst, _ = parseQuery(dst[:0], raw, o) }); n != 0 {
+			t.Errorf("parseQuery(%+v) allocates %v times, want 0", o, n)
+		}
 	}
 }
 
@@ -134,23 +162,30 @@ func TestValidID(t *testing.T) {
 	}
 }
 
+// parseQueryFuzzSeeds seed FuzzParseQuery; the differential test runs them
+// too.
+var parseQueryFuzzSeeds = []string{
+	"", "sessionId=a", "sessionId=", "sessionId=a%20b", "sessionId=a+b", "sessionId[]=a",
+	"sessionId[x]=a", "sessionId=a&sessionId=b", "sessionId=a&x=1", "x=1", "sessionId=%zz",
+	"sessionId=%E9", "[sessionId]=a", "sessionId=a&__proto__=b", "sessionId=%7B%7D", "sessionId=a%0D%0Ab",
+	"sessionId=a&toString=b", "sessionId=a&[sessionId]=", "sessionId=a&x[constructor]=y",
+}
+
 // FuzzParseQuery checks parseQuery against a naive reading of the same
 // rules on every input: it never panics, a sessionId found is exactly what
 // url.QueryUnescape gives for well-formed input, and encoding any id and
 // parsing it back returns the id.
 func FuzzParseQuery(f *testing.F) {
-	for _, s := range []string{
-		"", "sessionId=a", "sessionId=", "sessionId=a%20b", "sessionId=a+b", "sessionId[]=a",
-		"sessionId[x]=a", "sessionId=a&sessionId=b", "sessionId=a&x=1", "x=1", "sessionId=%zz",
-		"sessionId=%E9", "[sessionId]=a", "sessionId=a&__proto__=b", "sessionId=%7B%7D", "sessionId=a%0D%0Ab",
-	} {
+	for _, s := range parseQueryFuzzSeeds {
 		f.Add(s, "id")
 	}
 	f.Fuzz(func(t *testing.T, raw, id string) {
-		got, res := parseQuery(nil, []byte(raw))
-		if value, ok := strings.CutPrefix(raw, "sessionId="); ok && !strings.ContainsAny(value, "&#") {
+		got, res := parseQuery(nil, []byte(raw), qsMeteor)
+		if value, ok := strings.CutPrefix(raw, "sessionId="); ok && !strings.ContainsAny(value, "&#") && !strings.Contains(value, "]=") {
 			// A single plain parameter: valid, and decoded like
-			// url.QueryUnescape wherever that succeeds with UTF-8.
+			// url.QueryUnescape wherever that succeeds with UTF-8. (qs
+			// splits a part at "]=" before '=', so "sessionId=]=" has
+			// the key "sessionId=]".)
 			if res != queryOK {
 				t.Errorf("parseQuery(%q): got %q, want ok", raw, res.message())
 			}
@@ -160,7 +195,7 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		if utf8.ValidString(id) {
 			q := "sessionId=" + url.QueryEscape(id)
-			got, res := parseQuery(nil, []byte(q))
+			got, res := parseQuery(nil, []byte(q), qsMeteor)
 			if res != queryOK || string(got) != id {
 				t.Errorf("parseQuery(%q) = %q, %v; want %q, ok", q, got, res, id)
 			}
