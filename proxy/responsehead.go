@@ -19,7 +19,7 @@ type respFraming struct {
 }
 
 // filterResponseHead appends to dst the upstream response head in block
-// with its hop-by-hop fields removed (SPEC §4, RFC 9110 §7.6.1: the fixed
+// with its hop-by-hop fields removed (docs/forwarding.md, RFC 9110 §7.6.1: the fixed
 // list and every field named in Connection), its status line re-issued as
 // HTTP/1.1 (the client is spoken to in HTTP/1.1 whatever the upstream
 // speaks) and every line ended by CRLF. The other fields keep their bytes

@@ -20,7 +20,7 @@ import (
 	"github.com/sessiongate/sessiongate/config"
 )
 
-// WebSocket tunnels (SPEC §4). A request carrying `Upgrade: websocket` on any
+// WebSocket tunnels (docs/forwarding.md). A request carrying `Upgrade: websocket` on any
 // path — Rocket.Chat's DDP endpoint /websocket and SockJS's
 // /sockjs/<server>/<session>/websocket alike — is sent to the upstream on a
 // connection of its own. If the upstream switches protocols (101), its
@@ -30,7 +30,7 @@ import (
 // untouched. Any other answer is relayed as an ordinary response.
 //
 // Memory per idle tunnel is what limits how many clients one sidecar holds
-// (issue 5 targets < 20 KiB). An idle tunnel keeps no buffer: each direction
+// (the target is < 20 KiB). An idle tunnel keeps no buffer: each direction
 // is one goroutine parked in the netpoller until its source is readable
 // (readWaiter), and only then borrows a copy buffer from a pool — the idea
 // behind Mail.ru's "A Million WebSockets and Go" (Kamardin, 2017), kept to
