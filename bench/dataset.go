@@ -16,7 +16,7 @@ import (
 const (
 	tokensPerUser   = 2
 	sessionsPerUser = 3
-	keyPrefix       = "rc:" // README, Operations default
+	keyPrefix       = "rc:" // docs/data-contract.md default
 	// missingSession is a session index no user has (the 404 requests).
 	missingSession = 999999
 )

@@ -188,7 +188,7 @@ func TestUpstreamCutsResponseMidBody(t *testing.T) {
 }
 
 // TestSIGTERMDrainsUploadsAndTunnels sends SIGTERM while uploads stream,
-// a slow request waits for its answer and WebSockets are open. README, Operations:
+// a slow request waits for its answer and WebSockets are open. docs/operations.md:
 // /readyz turns 503 first, serving continues for shutdown.delay, then the
 // listener closes, in-flight requests finish within shutdown.timeout,
 // tunnels close, exit 0.
