@@ -112,26 +112,62 @@ func Load(args, environ []string) (*Config, error) {
 		}
 	}
 
-	// Name unknown keys in full, one per line, before viper reports them
-	// as "'upstream' has invalid keys: urll".
-	var unknown []error
+	// Every problem at once, one line each: unknown keys, values of the
+	// wrong type (named with their source and value, and replaced by the
+	// default so the remaining keys can still be decoded and validated),
+	// then invalid values.
+	var problems []error
 	for _, name := range v.AllKeys() {
 		if _, ok := LookupKey(name); !ok {
-			unknown = append(unknown, fmt.Errorf("%s: unknown key", name))
+			problems = append(problems, fmt.Errorf("%s: unknown key", name))
 		}
 	}
-	if len(unknown) > 0 {
-		return nil, errors.Join(unknown...)
+	unknown := len(problems) > 0
+	envSet := envNames(environ)
+	configPath, _ := fs.GetString("config")
+	for _, k := range Keys {
+		raw := v.Get(k.Name)
+		why := typeProblem(k, raw)
+		if why == "" {
+			continue
+		}
+		source := configPath
+		if f := fs.Lookup(k.Name); f != nil && f.Changed {
+			source = "--" + k.Name
+		} else if envSet[k.EnvName()] {
+			source = k.EnvName()
+		}
+		problems = append(problems, fmt.Errorf("%s: %s from %s: %s", k.Name, shownValue(k, raw), source, why))
+		v.Set(k.Name, k.Default)
 	}
 
 	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	decode := v.UnmarshalExact
+	if unknown {
+		decode = v.Unmarshal // the unknown keys are reported above
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	if err := decode(&c); err != nil {
+		// Not expected after the checks above; reported as the decoder
+		// words it, one line per line.
+		problems = append(problems, fmt.Errorf("config: %s", strings.Join(strings.Fields(err.Error()), " ")))
+	} else if err := c.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
 	}
 	return &c, nil
+}
+
+// envNames is the set of variable names in environ.
+func envNames(environ []string) map[string]bool {
+	out := make(map[string]bool, len(environ))
+	for _, kv := range environ {
+		if name, _, ok := strings.Cut(kv, "="); ok {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // envValues turns the SESSIONGATE_* variables that name a key into a nested

@@ -103,3 +103,37 @@ func TestHealthcheckCommand(t *testing.T) {
 		t.Fatalf("healthcheck with nothing listening: got exit %d, want 1", code)
 	}
 }
+
+// TestConfigurationProblemsAllAtOnce: a bad duration from the environment
+// and a bad value from a flag are both reported, one line each with the key
+// and the value, and the exit status is 2.
+func TestConfigurationProblemsAllAtOnce(t *testing.T) {
+	code, out := RunGate(t, map[string]string{
+		"SESSIONGATE_REDIS_TIMEOUT":      "fast",
+		"SESSIONGATE_UPSTREAM_MAX_CONNS": "many",
+	}, "check-config", "--redis.on_error=ignore")
+	if code != 2 {
+		t.Fatalf("got exit %d, want 2; output:\n%s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, want := range [][]string{
+		{"redis.timeout", `"fast"`, "SESSIONGATE_REDIS_TIMEOUT"},
+		{"upstream.max_conns", `"many"`, "SESSIONGATE_UPSTREAM_MAX_CONNS"},
+		{"redis.on_error", `"ignore"`},
+	} {
+		found := false
+		for _, line := range lines {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			found = found || ok
+		}
+		if !found {
+			t.Errorf("no line names %q; output:\n%s", want, out)
+		}
+	}
+	if len(lines) != 3 {
+		t.Errorf("got %d lines, want 3 (one per problem):\n%s", len(lines), out)
+	}
+}
