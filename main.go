@@ -29,9 +29,6 @@ import (
 	"github.com/sessiongate/sessiongate/sessions"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // Exit statuses.
 const (
 	exitOK     = 0
@@ -49,27 +46,49 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	c, ok := lookupCommand(cmd)
+	if !ok {
+		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate help)\n", cmd)
+		return exitConfig
+	}
+	if cmd == "" && len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		cmd = "version"
+	}
+	if name, ok := misplacedCommand(args); cmd == "" && ok {
+		fmt.Fprintf(stderr, "sessiongate: the command must come first: sessiongate %s [flags]\n", name)
+		return exitConfig
+	}
 	switch cmd {
 	case "version":
-		fmt.Fprintf(stdout, "sessiongate %s\n", version)
+		fmt.Fprintf(stdout, "sessiongate %s\n", versionString())
 		return exitOK
-	case "", "check-config", "demo", "mirror", "healthcheck":
-	default:
-		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate --help)\n", cmd)
-		return exitConfig
+	case "help":
+		if len(args) > 0 {
+			if c, ok = lookupCommand(args[0]); !ok || args[0] == "" {
+				fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate help)\n", args[0])
+				return exitConfig
+			}
+		} else {
+			c, _ = lookupCommand("")
+		}
+		usage(stdout, c)
+		return exitOK
 	}
 
 	if cmd == "demo" {
 		environ = demo.Environ(environ) // loopback listeners and console logs unless set
 	}
-	cfg, err := config.Load(args, environ)
+	cfg, err := config.LoadWith(args, environ, c.flags)
 	if errors.Is(err, config.ErrHelp) {
-		config.Usage(stdout, "sessiongate")
+		usage(stdout, c)
 		return exitOK
 	}
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "sessiongate: %s\n", line)
+		}
+		if strings.HasPrefix(err.Error(), "flags: ") {
+			fmt.Fprintf(stderr, "sessiongate: %s lists the flags\n", strings.TrimSpace("sessiongate "+cmd+" --help"))
 		}
 		return exitConfig
 	}
@@ -205,7 +224,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		admin.SetReady(true)
 	}
 	log.Info("serving",
-		zap.String("version", version),
+		zap.String("version", versionString()),
 		zap.String("listen", ln.Addr().String()),
 		zap.String("admin", addrOf(adminLn)),
 		zap.String("upstream", cfg.Upstream.URL),

@@ -19,12 +19,19 @@ var ErrHelp = pflag.ErrHelp
 // FlagSet returns the flags of every key (named like the key, e.g.
 // --upstream.url) plus --config. Flags it does not know stop parsing with an
 // error.
-func FlagSet(name string) *pflag.FlagSet {
+func FlagSet(name string) *pflag.FlagSet { return FlagSetOf(name, nil) }
+
+// FlagSetOf is FlagSet restricted to the keys for which keep returns true
+// (all of them when keep is nil): the flags one command accepts.
+func FlagSetOf(name string, keep func(Key) bool) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.Usage = func() {}
 	fs.String("config", "", "YAML configuration file")
 	for _, k := range Keys {
+		if keep != nil && !keep(k) {
+			continue
+		}
 		help := k.Help + " (env " + k.EnvName() + ")"
 		switch d := k.Default.(type) {
 		case string:
@@ -44,19 +51,11 @@ func FlagSet(name string) *pflag.FlagSet {
 	return fs
 }
 
-// Usage writes the flags with their defaults to w.
-func Usage(w io.Writer, name string) {
-	fs := FlagSet(name)
-	fmt.Fprintf(w, "Usage: %s [command] [flags]\n\n", name)
-	fmt.Fprintf(w, "Commands:\n")
-	fmt.Fprintf(w, "  (none)        run the proxy\n")
-	fmt.Fprintf(w, "  demo          run a self-contained demo (embedded Redis and stand-in Rocket.Chat)\n")
-	fmt.Fprintf(w, "  mirror        copy Rocket.Chat's sessions and login tokens from MongoDB into Redis\n")
-	fmt.Fprintf(w, "  check-config  validate the configuration, print it with secrets redacted\n")
-	fmt.Fprintf(w, "  healthcheck   exit 0 if the running sessiongate's /readyz answers 200 (for container HEALTHCHECKs)\n")
-	fmt.Fprintf(w, "  version       print the version\n\n")
+// Usage writes the flags of the keys for which keep returns true (every key
+// when keep is nil) with their defaults and environment variables to w.
+func Usage(w io.Writer, name string, keep func(Key) bool) {
 	fmt.Fprintf(w, "Flags (precedence: defaults < --config file < SESSIONGATE_* environment < flags):\n")
-	fmt.Fprint(w, fs.FlagUsages())
+	fmt.Fprint(w, FlagSetOf(name, keep).FlagUsages())
 }
 
 // Load builds the configuration from args (without the program name and
@@ -67,8 +66,12 @@ func Usage(w io.Writer, name string) {
 // Environment variables that start with SESSIONGATE_ but name no key are
 // ignored rather than refused: Kubernetes injects SESSIONGATE_PORT and the
 // like for a Service called sessiongate.
-func Load(args, environ []string) (*Config, error) {
-	fs := FlagSet("sessiongate")
+func Load(args, environ []string) (*Config, error) { return LoadWith(args, environ, nil) }
+
+// LoadWith is Load with only the flags of the keys for which keep returns
+// true (see FlagSetOf); the file and the environment still set every key.
+func LoadWith(args, environ []string, keep func(Key) bool) (*Config, error) {
+	fs := FlagSetOf("sessiongate", keep)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, ErrHelp

@@ -275,7 +275,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	Usage(&b, "sessiongate")
+	Usage(&b, "sessiongate", nil)
 	for _, k := range Keys {
 		// Bool flags print as --name[=true|false].
 		named := strings.Contains(b.String(), "--"+k.Name+" ") || strings.Contains(b.String(), "--"+k.Name+"[")
