@@ -10,9 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,7 +119,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer log.Sync()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// go-redis has one process-wide logger: its lines join the JSON stream.
+	redisstore.SetLogger(log)
+
+	// The only place besides main that ends the process: a second signal
+	// during the drain.
+	ctx, stop := notifyContext(log, os.Exit)
 	defer stop()
 	if cmd == "mirror" {
 		if err := mirror.Run(ctx, cfg, log); err != nil {
