@@ -222,9 +222,17 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	if lag != nil {
 		g.Go(func() error { lag.Run(gctx); return nil })
 	}
+	// sessiongate_ready mirrors /readyz for alerting: Prometheus scrapes
+	// /metrics, not /readyz.
+	ready := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "sessiongate", Name: "ready",
+		Help: "1 while /readyz answers 200; 0 once shutdown began.",
+	})
+	reg.MustRegister(ready)
 	if admin != nil {
 		g.Go(func() error { return admin.Serve(adminLn) })
 		admin.SetReady(true)
+		ready.Set(1)
 	}
 	log.Info("serving",
 		zap.String("version", versionString()),
@@ -238,6 +246,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		if admin != nil {
 			admin.SetReady(false)
 		}
+		ready.Set(0)
 		if ctx.Err() != nil { // a signal, not a failed server: drain politely
 			log.Info("shutting down", zap.Duration("delay", cfg.Shutdown.Delay), zap.Duration("timeout", cfg.Shutdown.Timeout))
 			time.Sleep(cfg.Shutdown.Delay)

@@ -134,3 +134,13 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Errorf("the log does not say why it stopped draining:\n%s", g.Logs())
 	}
 }
+
+// TestReadyGaugeFollowsReadyz: sessiongate_ready is 1 while /readyz answers
+// 200, so the alert rules can see readiness in /metrics.
+func TestReadyGaugeFollowsReadyz(t *testing.T) {
+	rds := StartRedis(t)
+	g := StartGate(t, GateEnv(StartUpstreamForLogs(t), rds.URL()))
+	if got := g.Metric("sessiongate_ready "); got != 1 {
+		t.Errorf("sessiongate_ready: got %v, want 1", got)
+	}
+}
