@@ -72,6 +72,7 @@ func Load(args, environ []string) (*Config, error) { return LoadWith(args, envir
 // true (see FlagSetOf); the file and the environment still set every key.
 func LoadWith(args, environ []string, keep func(Key) bool) (*Config, error) {
 	fs := FlagSetOf("sessiongate", keep)
+	args, problems := badFlagValues(args, fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, ErrHelp
@@ -118,8 +119,7 @@ func LoadWith(args, environ []string, keep func(Key) bool) (*Config, error) {
 	// Every problem at once, one line each: unknown keys, values of the
 	// wrong type (named with their source and value, and replaced by the
 	// default so the remaining keys can still be decoded and validated),
-	// then invalid values.
-	var problems []error
+	// then invalid values. Flags of the wrong type are already in problems.
 	for _, name := range v.AllKeys() {
 		if _, ok := LookupKey(name); !ok {
 			problems = append(problems, fmt.Errorf("%s: unknown key", name))

@@ -324,8 +324,8 @@ func TestKeysMatchConfig(t *testing.T) {
 	walk("", reflect.TypeOf(Config{}))
 }
 
-// TestLoadNamesEveryProblemWithItsValue: type errors from the environment
-// and the file, unknown keys and invalid values are reported together, one
+// TestLoadNamesEveryProblemWithItsValue: type errors from the environment,
+// the file and flags, unknown keys and invalid values are reported together, one
 // line per problem, each naming the key, where the value came from and the
 // value (a secret's value excepted).
 func TestLoadNamesEveryProblemWithItsValue(t *testing.T) {
@@ -341,7 +341,8 @@ func TestLoadNamesEveryProblemWithItsValue(t *testing.T) {
 		"SESSIONGATE_LOG_ACCESS=maybe",
 		"SESSIONGATE_REDIS_ON_ERROR=ignore",
 	}
-	_, err := Load([]string{"--config", file}, env)
+	args := []string{"--config", file, "--redis.dial_timeout=slow", "--proxy.max_header_bytes", "lots", "--admin.pprof"}
+	_, err := Load(args, env)
 	if err == nil {
 		t.Fatal("Load: got no error")
 	}
@@ -355,6 +356,8 @@ func TestLoadNamesEveryProblemWithItsValue(t *testing.T) {
 		{"listen", `"nohostport"`},
 		{"upstrem", "unknown key"},
 		{"redis.on_error", `"ignore"`},
+		{"redis.dial_timeout", `"slow"`, "--redis.dial_timeout", "duration"},
+		{"proxy.max_header_bytes", `"lots"`, "--proxy.max_header_bytes", "integer"},
 	}
 	for _, w := range want {
 		found := false

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // typeProblem says why raw, the value viper holds for k, cannot become k's
@@ -94,4 +96,42 @@ func shownValue(k Key, raw any) string {
 		return strconv.Quote(s)
 	}
 	return fmt.Sprint(raw)
+}
+
+// badFlagValues takes out of args the flags of fs's keys whose values
+// cannot become the key's type, and returns what is left and one problem
+// per flag taken out. pflag stops at the first such value; taking them out
+// first lets Load report them together with every other problem.
+func badFlagValues(args []string, fs *pflag.FlagSet) ([]string, []error) {
+	var kept []string
+	var problems []error
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			kept = append(kept, args[i:]...)
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		k, known := LookupKey(name)
+		f := fs.Lookup(name)
+		if !strings.HasPrefix(arg, "--") || !known || f == nil {
+			kept = append(kept, arg)
+			continue
+		}
+		n := 1
+		if !hasValue {
+			if f.NoOptDefVal != "" || i+1 >= len(args) {
+				kept = append(kept, arg) // a bare bool flag, or pflag's own error
+				continue
+			}
+			value, n = args[i+1], 2
+		}
+		if why := typeProblem(k, value); why != "" {
+			problems = append(problems, fmt.Errorf("%s: %s from --%s: %s", k.Name, shownValue(k, value), k.Name, why))
+		} else {
+			kept = append(kept, args[i:i+n]...)
+		}
+		i += n - 1
+	}
+	return kept, problems
 }

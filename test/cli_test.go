@@ -106,14 +106,14 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 }
 
-// TestConfigurationProblemsAllAtOnce: a bad duration from the environment
-// and a bad value from a flag are both reported, one line each with the key
-// and the value, and the exit status is 2.
+// TestConfigurationProblemsAllAtOnce: values of the wrong type from the
+// environment and from flags, and an invalid value, are all reported, one
+// line each with the key and the value, and the exit status is 2.
 func TestConfigurationProblemsAllAtOnce(t *testing.T) {
 	code, out := RunGate(t, map[string]string{
 		"SESSIONGATE_REDIS_TIMEOUT":      "fast",
 		"SESSIONGATE_UPSTREAM_MAX_CONNS": "many",
-	}, "check-config", "--redis.on_error=ignore")
+	}, "check-config", "--redis.on_error=ignore", "--proxy.idle_timeout", "soon", "--log.access=maybe")
 	if code != 2 {
 		t.Fatalf("got exit %d, want 2; output:\n%s", code, out)
 	}
@@ -122,6 +122,8 @@ func TestConfigurationProblemsAllAtOnce(t *testing.T) {
 		{"redis.timeout", `"fast"`, "SESSIONGATE_REDIS_TIMEOUT"},
 		{"upstream.max_conns", `"many"`, "SESSIONGATE_UPSTREAM_MAX_CONNS"},
 		{"redis.on_error", `"ignore"`},
+		{"proxy.idle_timeout", `"soon"`, "--proxy.idle_timeout"},
+		{"log.access", `"maybe"`, "--log.access"},
 	} {
 		found := false
 		for _, line := range lines {
@@ -135,8 +137,8 @@ func TestConfigurationProblemsAllAtOnce(t *testing.T) {
 			t.Errorf("no line names %q; output:\n%s", want, out)
 		}
 	}
-	if len(lines) != 3 {
-		t.Errorf("got %d lines, want 3 (one per problem):\n%s", len(lines), out)
+	if len(lines) != 5 {
+		t.Errorf("got %d lines, want 5 (one per problem):\n%s", len(lines), out)
 	}
 }
 
