@@ -12,9 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,9 +29,6 @@ import (
 	"github.com/sessiongate/sessiongate/sessions"
 	"github.com/sessiongate/sessiongate/shadow"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // Exit statuses.
 const (
@@ -52,27 +47,49 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	c, ok := lookupCommand(cmd)
+	if !ok {
+		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate help)\n", cmd)
+		return exitConfig
+	}
+	if cmd == "" && len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		cmd = "version"
+	}
+	if name, ok := misplacedCommand(args); cmd == "" && ok {
+		fmt.Fprintf(stderr, "sessiongate: the command must come first: sessiongate %s [flags]\n", name)
+		return exitConfig
+	}
 	switch cmd {
 	case "version":
-		fmt.Fprintf(stdout, "sessiongate %s\n", version)
+		fmt.Fprintf(stdout, "sessiongate %s\n", versionString())
 		return exitOK
-	case "", "check-config", "demo", "mirror", "healthcheck":
-	default:
-		fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate --help)\n", cmd)
-		return exitConfig
+	case "help":
+		if len(args) > 0 {
+			if c, ok = lookupCommand(args[0]); !ok || args[0] == "" {
+				fmt.Fprintf(stderr, "sessiongate: unknown command %q (see sessiongate help)\n", args[0])
+				return exitConfig
+			}
+		} else {
+			c, _ = lookupCommand("")
+		}
+		usage(stdout, c)
+		return exitOK
 	}
 
 	if cmd == "demo" {
 		environ = demo.Environ(environ) // loopback listeners and console logs unless set
 	}
-	cfg, err := config.Load(args, environ)
+	cfg, err := config.LoadWith(args, environ, c.flags)
 	if errors.Is(err, config.ErrHelp) {
-		config.Usage(stdout, "sessiongate")
+		usage(stdout, c)
 		return exitOK
 	}
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "sessiongate: %s\n", line)
+		}
+		if strings.HasPrefix(err.Error(), "flags: ") {
+			fmt.Fprintf(stderr, "sessiongate: %s lists the flags\n", strings.TrimSpace("sessiongate "+cmd+" --help"))
 		}
 		return exitConfig
 	}
@@ -106,7 +123,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer log.Sync()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// go-redis has one process-wide logger: its lines join the JSON stream.
+	redisstore.SetLogger(log)
+
+	// The only place besides main that ends the process: a second signal
+	// during the drain.
+	ctx, stop := notifyContext(log, os.Exit)
 	defer stop()
 	if cmd == "mirror" {
 		if err := mirror.Run(ctx, cfg, log); err != nil {
@@ -231,12 +253,20 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	if versions != nil {
 		g.Go(func() error { versions.Run(gctx); return nil })
 	}
+	// sessiongate_ready mirrors /readyz for alerting: Prometheus scrapes
+	// /metrics, not /readyz.
+	ready := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "sessiongate", Name: "ready",
+		Help: "1 while /readyz answers 200; 0 once shutdown began.",
+	})
+	reg.MustRegister(ready)
 	if admin != nil {
 		g.Go(func() error { return admin.Serve(adminLn) })
 		admin.SetReady(true)
+		ready.Set(1)
 	}
 	log.Info("serving",
-		zap.String("version", version),
+		zap.String("version", versionString()),
 		zap.String("listen", ln.Addr().String()),
 		zap.String("admin", addrOf(adminLn)),
 		zap.String("upstream", cfg.Upstream.URL),
@@ -247,6 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		if admin != nil {
 			admin.SetReady(false)
 		}
+		ready.Set(0)
 		if ctx.Err() != nil { // a signal, not a failed server: drain politely
 			log.Info("shutting down", zap.Duration("delay", cfg.Shutdown.Delay), zap.Duration("timeout", cfg.Shutdown.Timeout))
 			time.Sleep(cfg.Shutdown.Delay)

@@ -14,13 +14,13 @@ import (
 const HashedTokenLen = 44
 
 // ErrInvalidToken means no valid login token with this hash exists for the
-// user: the request is not authenticated (SPEC §1, 401). It is not a storage
+// user: the request is not authenticated (docs/route.md, 401). It is not a storage
 // failure; stores report those as other errors.
 var ErrInvalidToken = errors.New("auth: invalid token")
 
 // HashToken returns the hashed form of a login token, the value Rocket.Chat
 // keeps in users.services.resume.loginTokens.hashedToken and the data
-// contract puts in token keys (SPEC §3).
+// contract puts in token keys (docs/data-contract.md).
 //
 // Rocket.Chat hashes like Meteor's Accounts._hashLoginToken:
 // crypto.createHash('sha256').update(token).digest('base64'), that is

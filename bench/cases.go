@@ -13,7 +13,7 @@ import (
 	"github.com/sessiongate/sessiongate/bench/internal/proc"
 )
 
-// loadCase is one request-rate case of issue 5. The first target is
+// loadCase is one request-rate case of the harness. The first target is
 // sessiongate; the others are its peers in the report's ratios.
 type loadCase struct {
 	key     string
@@ -22,7 +22,7 @@ type loadCase struct {
 	path    string // request path for static scripts
 	conns   int
 	targets []string
-	// goalPeer and the limits are issue 5's targets: sessiongate's req/s at
+	// goalPeer and the limits are the performance targets: sessiongate's req/s at
 	// least minRPS × the peer's, its p99 at most maxP99 × the peer's (0: no
 	// p99 goal).
 	goalPeer       string
@@ -281,7 +281,7 @@ func (h *harness) tables() []table {
 		t := table{
 			title: "Request rate (medians over rounds)",
 			header: []string{"case", "target", "req/s", "p50 ms", "p99 ms", "non-2xx",
-				"sg÷target req/s", "sg÷target p99", "issue 5 goal", "answers"},
+				"sg÷target req/s", "sg÷target p99", "goal", "answers"},
 		}
 		for _, c := range cases {
 			gs := summarize(h.res.Samples[c.key][tGate], h.res.Failures[c.key][tGate])
@@ -324,7 +324,7 @@ func (h *harness) tables() []table {
 	if len(h.res.Transfer) > 0 {
 		t := table{
 			title:  "Large transfers (one connection each)",
-			header: []string{"direction", "size", "target", "MiB/s", "seconds", "RSS before", "peak RSS", "sg÷target MiB/s", "issue 5 goal", "result"},
+			header: []string{"direction", "size", "target", "MiB/s", "seconds", "RSS before", "peak RSS", "sg÷target MiB/s", "goal", "result"},
 		}
 		rate := map[string]float64{}
 		for _, r := range h.res.Transfer {
@@ -355,7 +355,7 @@ func (h *harness) tables() []table {
 		t := table{
 			title: "Idle WebSocket tunnels (handshake + one frame each way, then idle)",
 			header: []string{"target", "open", "opened in", "RSS before", "RSS after", "RSS per tunnel",
-				"goroutines before→after", "goroutines per tunnel", "tunnels_open gauge", "closed in", "issue 5 goal", "result"},
+				"goroutines before→after", "goroutines per tunnel", "tunnels_open gauge", "closed in", "goal", "result"},
 		}
 		for _, r := range h.res.Tunnels {
 			row := []string{r.Target, fmt.Sprintf("%d/%d", r.Opened, r.Wanted), fmt.Sprintf("%.1fs", r.OpenSeconds),
@@ -393,7 +393,7 @@ func (h *harness) tables() []table {
 	return out
 }
 
-// goalVerdict checks issue 5's ratio goals for sessiongate (g) against its
+// goalVerdict checks the performance ratio goals for sessiongate (g) against its
 // peer (p), showing the ratio measured next to each goal.
 func goalVerdict(g, p summary, minRPS, maxP99 float64) string {
 	if g.RPS <= 0 || p.RPS <= 0 {

@@ -16,7 +16,7 @@ import (
 const (
 	tokensPerUser   = 2
 	sessionsPerUser = 3
-	keyPrefix       = "rc:" // SPEC §5 default
+	keyPrefix       = "rc:" // docs/data-contract.md default
 	// missingSession is a session index no user has (the 404 requests).
 	missingSession = 999999
 )
@@ -39,7 +39,7 @@ func badToken(u, k int) string { return "X" + loginToken(u, k)[1:] }
 // objectID is a 24-hex Mongo ObjectId for session s of user u.
 func objectID(u, s int) string { return fmt.Sprintf("646ceae9%08x%08x", u, s) }
 
-// tokenKey and sessionKey are SPEC §3's keys, written out here rather than
+// tokenKey and sessionKey are docs/data-contract.md's keys, written out here rather than
 // taken from redisstore so the harness does not share a bug with the code it
 // measures.
 func tokenKey(u, k int) string {
@@ -50,7 +50,7 @@ func sessionKey(u, s int) string {
 	return keyPrefix + "{" + userID(u) + "}:session:" + sessionID(u, s)
 }
 
-// hashToken is Meteor's Accounts._hashLoginToken (SPEC §1): standard base64
+// hashToken is Meteor's Accounts._hashLoginToken (docs/route.md): standard base64
 // of the SHA-256 of the token.
 func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
@@ -58,7 +58,7 @@ func hashToken(token string) string {
 }
 
 // sessionDoc is the stored session document for (u, s): the seed's example
-// with its members in the seed's order (SPEC §3), about 700 bytes of compact
+// with its members in the seed's order (docs/data-contract.md), about 700 bytes of compact
 // JSON. The route answers it with `,"success":true` before the final brace.
 func sessionDoc(u, s int) string {
 	return fmt.Sprintf(`{"_id":"%s","type":"session","sessionId":"%s","instanceId":"f0313fa9-ebe6-4a84-8580-3104f6a09988",`+
@@ -72,13 +72,13 @@ func sessionDoc(u, s int) string {
 		objectID(u, s), sessionID(u, s), hashToken(loginToken(u, s%tokensPerUser)), userID(u), sessionID(u, s), userID(u))
 }
 
-// successBody is the route's 200 body for (u, s) (SPEC §1 step 4).
+// successBody is the route's 200 body for (u, s) (docs/route.md step 4).
 func successBody(u, s int) string {
 	d := sessionDoc(u, s)
 	return d[:len(d)-1] + `,"success":true}`
 }
 
-// Bodies of the route's other answers (SPEC §1).
+// Bodies of the route's other answers (docs/route.md).
 const (
 	body401 = `{"status":"error","message":"You must be logged in to do this."}`
 	body404 = `{"success":false,"error":"Session not found"}`
@@ -91,7 +91,7 @@ const redisBenchKey = "key:__rand_int__"
 
 // seed writes users users with their tokens and sessions in pipelines of
 // 1000 commands. Token keys expire in 90 days, as a writer would set them to
-// the token's expiry (SPEC §3).
+// the token's expiry (docs/data-contract.md).
 func seed(ctx context.Context, rdb *redis.Client, users int) (keys int, err error) {
 	pipe := rdb.Pipeline()
 	flush := func() error {

@@ -74,7 +74,7 @@ func TestGoalVerdict(t *testing.T) {
 	}
 }
 
-// The data set must look like Rocket.Chat's and match SPEC §1 and §3.
+// The data set must look like Rocket.Chat's and match docs/route.md and §3.
 func TestDataset(t *testing.T) {
 	// Meteor's Accounts._hashLoginToken("abc"): base64 of SHA-256("abc").
 	if got, want := hashToken("abc"), "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="; got != want {

@@ -1,4 +1,4 @@
-// Command bench is sessiongate's side-by-side load harness (issue 5). One
+// Command bench is sessiongate's side-by-side load harness. One
 // command, run from the repository root:
 //
 //	go run ./bench          # full run, ≤ 10 minutes

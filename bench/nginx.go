@@ -9,7 +9,7 @@ import (
 // nginxConf is the peer's configuration: nginx as an operator would put it
 // in front of Rocket.Chat (Rocket.Chat's own nginx example: HTTP/1.1 to the
 // upstream, Upgrade/Connection passed for WebSockets, Host, X-Real-IP and
-// X-Forwarded-* set), plus what issue 5 asks for: a keep-alive pool of 64
+// X-Forwarded-* set), plus what a fair comparison needs: a keep-alive pool of 64
 // to the upstream, no buffering either way, no access log.
 //
 // Connection is "" for every request without an Upgrade header (the map

@@ -24,9 +24,9 @@ func (k Key) EnvName() string {
 // EnvPrefix starts every environment variable sessiongate reads.
 const EnvPrefix = "SESSIONGATE_"
 
-// Keys lists every configuration key in documentation order. The README's
-// reference table, sessiongate.example.yaml and --help are checked against
-// it by tests.
+// Keys lists every configuration key in documentation order. The
+// reference table in docs/configuration.md, sessiongate.example.yaml and
+// --help are checked against it by tests.
 var Keys = []Key{
 	{"listen", ":8080", "client-facing address (host:port)", false},
 

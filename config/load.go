@@ -19,12 +19,19 @@ var ErrHelp = pflag.ErrHelp
 // FlagSet returns the flags of every key (named like the key, e.g.
 // --upstream.url) plus --config. Flags it does not know stop parsing with an
 // error.
-func FlagSet(name string) *pflag.FlagSet {
+func FlagSet(name string) *pflag.FlagSet { return FlagSetOf(name, nil) }
+
+// FlagSetOf is FlagSet restricted to the keys for which keep returns true
+// (all of them when keep is nil): the flags one command accepts.
+func FlagSetOf(name string, keep func(Key) bool) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.Usage = func() {}
 	fs.String("config", "", "YAML configuration file")
 	for _, k := range Keys {
+		if keep != nil && !keep(k) {
+			continue
+		}
 		help := k.Help + " (env " + k.EnvName() + ")"
 		switch d := k.Default.(type) {
 		case string:
@@ -46,19 +53,11 @@ func FlagSet(name string) *pflag.FlagSet {
 	return fs
 }
 
-// Usage writes the flags with their defaults to w.
-func Usage(w io.Writer, name string) {
-	fs := FlagSet(name)
-	fmt.Fprintf(w, "Usage: %s [command] [flags]\n\n", name)
-	fmt.Fprintf(w, "Commands:\n")
-	fmt.Fprintf(w, "  (none)        run the proxy\n")
-	fmt.Fprintf(w, "  demo          run a self-contained demo (embedded Redis and stand-in Rocket.Chat)\n")
-	fmt.Fprintf(w, "  mirror        copy Rocket.Chat's sessions and login tokens from MongoDB into Redis\n")
-	fmt.Fprintf(w, "  check-config  validate the configuration, print it with secrets redacted\n")
-	fmt.Fprintf(w, "  healthcheck   exit 0 if the running sessiongate's /readyz answers 200 (for container HEALTHCHECKs)\n")
-	fmt.Fprintf(w, "  version       print the version\n\n")
+// Usage writes the flags of the keys for which keep returns true (every key
+// when keep is nil) with their defaults and environment variables to w.
+func Usage(w io.Writer, name string, keep func(Key) bool) {
 	fmt.Fprintf(w, "Flags (precedence: defaults < --config file < SESSIONGATE_* environment < flags):\n")
-	fmt.Fprint(w, fs.FlagUsages())
+	fmt.Fprint(w, FlagSetOf(name, keep).FlagUsages())
 }
 
 // Load builds the configuration from args (without the program name and
@@ -69,8 +68,13 @@ func Usage(w io.Writer, name string) {
 // Environment variables that start with SESSIONGATE_ but name no key are
 // ignored rather than refused: Kubernetes injects SESSIONGATE_PORT and the
 // like for a Service called sessiongate.
-func Load(args, environ []string) (*Config, error) {
-	fs := FlagSet("sessiongate")
+func Load(args, environ []string) (*Config, error) { return LoadWith(args, environ, nil) }
+
+// LoadWith is Load with only the flags of the keys for which keep returns
+// true (see FlagSetOf); the file and the environment still set every key.
+func LoadWith(args, environ []string, keep func(Key) bool) (*Config, error) {
+	fs := FlagSetOf("sessiongate", keep)
+	args, problems := badFlagValues(args, fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, ErrHelp
@@ -114,26 +118,61 @@ func Load(args, environ []string) (*Config, error) {
 		}
 	}
 
-	// Name unknown keys in full, one per line, before viper reports them
-	// as "'upstream' has invalid keys: urll".
-	var unknown []error
+	// Every problem at once, one line each: unknown keys, values of the
+	// wrong type (named with their source and value, and replaced by the
+	// default so the remaining keys can still be decoded and validated),
+	// then invalid values. Flags of the wrong type are already in problems.
 	for _, name := range v.AllKeys() {
 		if _, ok := LookupKey(name); !ok {
-			unknown = append(unknown, fmt.Errorf("%s: unknown key", name))
+			problems = append(problems, fmt.Errorf("%s: unknown key", name))
 		}
 	}
-	if len(unknown) > 0 {
-		return nil, errors.Join(unknown...)
+	unknown := len(problems) > 0
+	envSet := envNames(environ)
+	configPath, _ := fs.GetString("config")
+	for _, k := range Keys {
+		raw := v.Get(k.Name)
+		why := typeProblem(k, raw)
+		if why == "" {
+			continue
+		}
+		source := configPath
+		if f := fs.Lookup(k.Name); f != nil && f.Changed {
+			source = "--" + k.Name
+		} else if envSet[k.EnvName()] {
+			source = k.EnvName()
+		}
+		problems = append(problems, fmt.Errorf("%s: %s from %s: %s", k.Name, shownValue(k, raw), source, why))
+		v.Set(k.Name, k.Default)
 	}
 
 	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	decode := v.UnmarshalExact
+	if unknown {
+		decode = v.Unmarshal // the unknown keys are reported above
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	if err := decode(&c); err != nil {
+		// Not expected after the checks above; reported as the decoder
+		// words it, one line per line.
+		problems = append(problems, fmt.Errorf("config: %s", strings.Join(strings.Fields(err.Error()), " ")))
+	} else if err := c.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
 	}
 	return &c, nil
+}
+
+// envNames is the set of variable names in environ.
+func envNames(environ []string) map[string]bool {
+	out := make(map[string]bool, len(environ))
+	for _, kv := range environ {
+		if name, _, ok := strings.Cut(kv, "="); ok {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // envValues turns the SESSIONGATE_* variables that name a key into a nested

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -280,7 +282,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	Usage(&b, "sessiongate")
+	Usage(&b, "sessiongate", nil)
 	for _, k := range Keys {
 		// Bool flags print as --name[=true|false].
 		named := strings.Contains(b.String(), "--"+k.Name+" ") || strings.Contains(b.String(), "--"+k.Name+"[")
@@ -327,4 +329,78 @@ func TestKeysMatchConfig(t *testing.T) {
 		}
 	}
 	walk("", reflect.TypeOf(Config{}))
+}
+
+// TestLoadNamesEveryProblemWithItsValue: type errors from the environment,
+// the file and flags, unknown keys and invalid values are reported together, one
+// line per problem, each naming the key, where the value came from and the
+// value (a secret's value excepted).
+func TestLoadNamesEveryProblemWithItsValue(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	yaml := "proxy:\n  idle_timeout: soon\n  max_conns: [1, 2]\nlisten: nohostport\nupstrem: x\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"SESSIONGATE_REDIS_TIMEOUT=fast",
+		"SESSIONGATE_UPSTREAM_MAX_CONNS=many",
+		"SESSIONGATE_LOG_ACCESS=maybe",
+		"SESSIONGATE_REDIS_ON_ERROR=ignore",
+	}
+	args := []string{"--config", file, "--redis.dial_timeout=slow", "--proxy.max_header_bytes", "lots", "--admin.pprof"}
+	_, err := Load(args, env)
+	if err == nil {
+		t.Fatal("Load: got no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := [][]string{
+		{"redis.timeout", `"fast"`, "SESSIONGATE_REDIS_TIMEOUT", "duration"},
+		{"upstream.max_conns", `"many"`, "SESSIONGATE_UPSTREAM_MAX_CONNS", "integer"},
+		{"log.access", `"maybe"`, "SESSIONGATE_LOG_ACCESS", "true or false"},
+		{"proxy.idle_timeout", `"soon"`, file, "duration"},
+		{"proxy.max_conns", "[1 2]", file, "integer"},
+		{"listen", `"nohostport"`},
+		{"upstrem", "unknown key"},
+		{"redis.on_error", `"ignore"`},
+		{"redis.dial_timeout", `"slow"`, "--redis.dial_timeout", "duration"},
+		{"proxy.max_header_bytes", `"lots"`, "--proxy.max_header_bytes", "integer"},
+	}
+	for _, w := range want {
+		found := false
+		for _, line := range lines {
+			if strings.HasPrefix(line, w[0]+":") && containsAll(line, w[1:]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no line names %s with %q; got:\n%s", w[0], w[1:], err)
+		}
+	}
+	if len(lines) != len(want) {
+		t.Errorf("got %d lines, want %d (one per problem):\n%s", len(lines), len(want), err)
+	}
+}
+
+// TestLoadTypeErrorHidesSecrets: a secret key of the wrong type is named,
+// its value is not.
+func TestLoadTypeErrorHidesSecrets(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(file, []byte("redis:\n  password: [hunter2secret]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load([]string{"--config", file}, nil)
+	if err == nil || !strings.Contains(err.Error(), "redis.password") || strings.Contains(err.Error(), "hunter2secret") {
+		t.Errorf("got %v, want an error naming redis.password without its value", err)
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

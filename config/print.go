@@ -45,7 +45,7 @@ func Defaults() *Config {
 var sections = map[string]string{
 	"upstream":       "The Rocket.Chat server every request but the route is forwarded to, and the connection pool to it.",
 	"proxy":          "The client-facing server.",
-	"redis":          "Redis, where the route reads tokens and sessions (data contract in README.md). One topology is used:\nCluster when cluster.addrs is set, else Sentinel when sentinel.addrs is set, else the standalone url.",
+	"redis":          "Redis, where the route reads tokens and sessions (data contract in docs/data-contract.md). One topology is used:\nCluster when cluster.addrs is set, else Sentinel when sentinel.addrs is set, else the standalone url.",
 	"redis.sentinel": "Redis Sentinel (used when addrs is not empty).",
 	"redis.cluster":  "Redis Cluster (used when addrs is not empty).",
 	"route":          "The intercepted route, GET /api/v1/sessions/info.",

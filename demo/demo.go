@@ -45,7 +45,7 @@ const (
 )
 
 // sessionJSON is the documentation's success body without "success":true,
-// which is what the data contract stores (SPEC §3). Members stay in the
+// which is what the data contract stores (docs/data-contract.md). Members stay in the
 // documented order.
 //
 //go:embed session.json

@@ -1,5 +1,5 @@
 // Package mirror keeps Redis in step with Rocket.Chat's MongoDB, writing the
-// data contract of SPEC §3 that the proxy's sessions/info route serves:
+// data contract of docs/data-contract.md that the proxy's sessions/info route serves:
 // `sessiongate mirror`.
 //
 // It reads MongoDB only (the "read" role suffices): users for login tokens,

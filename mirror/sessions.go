@@ -41,7 +41,7 @@ func pairOf(raw bson.Raw) (sessionPair, bool) {
 	return sessionPair{userID: userID, sessionID: sessionID}, true
 }
 
-// renderSession returns the session document in its REST form (SPEC §3).
+// renderSession returns the session document in its REST form (docs/data-contract.md).
 // It decodes into bson.D so the members keep their stored order.
 func renderSession(raw bson.Raw) ([]byte, error) {
 	var doc bson.D

@@ -111,7 +111,7 @@ func version(raw bson.Raw) int64 {
 }
 
 // idString returns an id as the proxy sees it: a string, or an ObjectId's
-// hex form. Ids the proxy rejects (SPEC §1) are not usable.
+// hex form. Ids the proxy rejects (docs/route.md) are not usable.
 func idString(v bson.RawValue) (string, bool) {
 	var s string
 	switch v.Type {
@@ -126,7 +126,7 @@ func idString(v bson.RawValue) (string, bool) {
 }
 
 // validID reports whether id can be part of a key: non-empty, at most 256
-// bytes, no '{', '}' or control characters (SPEC §1). The proxy never
+// bytes, no '{', '}' or control characters (docs/route.md). The proxy never
 // looks up other ids, and a brace would move the key's hash tag.
 func validID(id string) bool {
 	if id == "" || len(id) > 256 {

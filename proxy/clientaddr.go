@@ -4,7 +4,7 @@ import (
 	"net/netip"
 )
 
-// Client address (SPEC §4). Rocket.Chat trusts X-Real-IP blindly for rate
+// Client address (docs/forwarding.md). Rocket.Chat trusts X-Real-IP blindly for rate
 // limits and session.ip, so a client's own value is replaced by the
 // connecting peer's address, and that address is appended to
 // X-Forwarded-For, unless the peer is a trusted proxy (proxy.trusted_proxies)

@@ -21,7 +21,7 @@ import (
 
 // forwarder sends requests to the upstream over its own keep-alive pool
 // (upstream.go says why not fasthttp.HostClient) and streams bodies both
-// ways (SPEC §4).
+// ways (docs/forwarding.md).
 type forwarder struct {
 	upstream *url.URL
 	// hostHeader names the upstream in a request that came without Host.
@@ -210,7 +210,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	}
 
 	// Only a request that is safe to repeat goes upstream a second time
-	// (SPEC §4): no body and an idempotent method (RFC 9110 §9.2.2), or
+	// (docs/forwarding.md): no body and an idempotent method (RFC 9110 §9.2.2), or
 	// nothing of it sent at all.
 	idempotent := !rh.hasBody() && idempotentMethod(ctx.Method())
 	now := start

@@ -103,7 +103,7 @@ func BenchmarkForward(b *testing.B) {
 			b.Run("req="+rq.name+"/via="+tg.name, func(b *testing.B) {
 				c := &fasthttp.HostClient{Addr: tg.addr, MaxConns: 1024}
 				b.ReportAllocs()
-				b.SetParallelism(32) // 64 connections on 2 CPUs, like the issue 5 load
+				b.SetParallelism(32) // 64 connections on 2 CPUs, like the load harness
 				b.SetBytes(int64(len(rq.body) + len(fwdBenchBody)))
 				cpu0 := fwdCPUTime()
 				b.RunParallel(func(pb *testing.PB) {

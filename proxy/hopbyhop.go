@@ -14,7 +14,7 @@ type fieldKind uint8
 
 const (
 	fieldOther fieldKind = iota
-	// Hop-by-hop fields (RFC 9110 §7.6.1, SPEC §4): never forwarded as
+	// Hop-by-hop fields (RFC 9110 §7.6.1, docs/forwarding.md): never forwarded as
 	// received, in either direction.
 	fieldConnection
 	fieldKeepAlive
@@ -294,7 +294,7 @@ func (t *connTokens) has(token string) bool {
 	return false
 }
 
-// removeHopByHopRequest deletes the hop-by-hop fields of SPEC §4 from h: the
+// removeHopByHopRequest deletes the hop-by-hop fields of docs/forwarding.md from h: the
 // fixed list and every field named in a Connection header. With
 // keepUpgrade (a WebSocket handshake) Upgrade is kept and Connection is
 // reduced to "Upgrade". If the Connection fields list more than
@@ -344,7 +344,7 @@ func removeHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) error {
 	return nil
 }
 
-// removeHopByHopResponse deletes the hop-by-hop fields of SPEC §4 from an
+// removeHopByHopResponse deletes the hop-by-hop fields of docs/forwarding.md from an
 // upstream response header h, like removeHopByHopRequest: the fixed list and
 // every field named in a Connection header; with keepUpgrade (a 101 answer
 // to a WebSocket handshake) Upgrade is kept and Connection is "Upgrade";

@@ -20,6 +20,10 @@ type metrics struct {
 	handoffs       *prometheus.CounterVec
 
 	byClass map[string]*classMetrics
+
+	// upstreamLog, when set, turns upstream failures into rate-limited
+	// warnings: the counter alone is invisible to someone reading the log.
+	upstreamLog *rateLog
 }
 
 type classMetrics struct {
@@ -100,4 +104,5 @@ func (cm *classMetrics) counter(status int) prometheus.Counter {
 
 func (m *metrics) upstreamError(kind string) {
 	m.upstreamErrors.WithLabelValues(kind).Inc()
+	m.upstreamLog.event(kind)
 }

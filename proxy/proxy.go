@@ -89,6 +89,7 @@ func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes 
 	if p.metrics, err = newMetrics(reg, classes); err != nil {
 		return nil, err
 	}
+	p.metrics.upstreamLog = newRateLog(p.log.With(zap.String("upstream", cfg.Upstream.URL)), "upstream errors", upstreamErrorLogInterval)
 	if p.fwd, err = newForwarder(cfg, p.log, p.metrics); err != nil {
 		return nil, err
 	}
@@ -158,6 +159,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // WebSocket tunnels gradually, all within ctx's deadline. Requests still
 // running at the deadline are cut.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	defer p.metrics.upstreamLog.flushNow()
 	p.mu.Lock()
 	p.stopping = true
 	e := p.engine

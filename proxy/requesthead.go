@@ -43,7 +43,7 @@ func (r requestHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
 //
 // The block is the client's own (RequestHeader.RawHeaders: names in their
 // case, repeated fields in their order, Cookie and Authorization as sent),
-// minus hop-by-hop fields (SPEC §4, RFC 9110 §7.6.1) including those named
+// minus hop-by-hop fields (docs/forwarding.md, RFC 9110 §7.6.1) including those named
 // in Connection, minus a client's X-Real-IP and X-Forwarded-For unless the
 // peer is trusted, and minus "Expect: 100-continue" (fasthttp has already
 // answered 100 Continue to the client, so the body is coming either way).

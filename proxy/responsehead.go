@@ -25,7 +25,7 @@ type respFraming struct {
 const maxResponseHeadBytes = upstreamBufferSize
 
 // filterResponseHead validates the upstream response head in block and
-// appends it to dst with its hop-by-hop fields removed (SPEC §4, RFC 9110
+// appends it to dst with its hop-by-hop fields removed (docs/forwarding.md, RFC 9110
 // §7.6.1: the fixed list and every field named in Connection), its status
 // line re-issued as HTTP/1.1 (the client is spoken to in HTTP/1.1 whatever
 // the upstream speaks) and every line ended by CRLF. The other fields keep

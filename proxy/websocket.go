@@ -21,7 +21,7 @@ import (
 	"github.com/sessiongate/sessiongate/config"
 )
 
-// WebSocket tunnels (SPEC §4). A request carrying `Upgrade: websocket` on any
+// WebSocket tunnels (docs/forwarding.md). A request carrying `Upgrade: websocket` on any
 // path — Rocket.Chat's DDP endpoint /websocket and SockJS's
 // /sockjs/<server>/<session>/websocket alike — is sent to the upstream on a
 // connection of its own. If the upstream switches protocols (101), its
@@ -31,7 +31,7 @@ import (
 // untouched. Any other answer is relayed as an ordinary response.
 //
 // Memory per idle tunnel is what limits how many clients one sidecar holds
-// (issue 5 targets < 20 KiB). An idle tunnel keeps no buffer: each direction
+// (the target is < 20 KiB). An idle tunnel keeps no buffer: each direction
 // is one goroutine parked in the netpoller until its source is readable
 // (readWaiter), and only then borrows a copy buffer from a pool — the idea
 // behind Mail.ru's "A Million WebSockets and Go" (Kamardin, 2017), kept to
@@ -152,7 +152,7 @@ func upstreamDialAddr(u *url.URL) string {
 // tokens case-insensitive, and no request body. Anything else — a POST that
 // asks for an upgrade, "Upgrade: h2c, websocket", two Upgrade fields — is
 // forwarded as a plain request, and the forwarder drops its Upgrade header
-// as hop-by-hop (SPEC §4: only WebSocket upgrades are forwarded; a list
+// as hop-by-hop (docs/forwarding.md: only WebSocket upgrades are forwarded; a list
 // would let the upstream switch to a protocol the tunnel was not meant
 // for). It runs on every request, so it does not allocate.
 func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
@@ -304,7 +304,7 @@ var errNotWebSocket = fmt.Errorf("%w: 101 does not switch to websocket", errBadR
 // passes (filterResponseHead) and
 // hold one Upgrade field whose value is "websocket" (RFC 6455 §4.2.2) —
 // a 101 to h2c or to nothing is not a WebSocket, and a tunnel would join
-// the client to whatever it is (SPEC §4: 502).
+// the client to whatever it is (docs/forwarding.md: 502).
 func checkSwitchHead(head []byte) error {
 	bp := headBuffers.Get().(*[]byte)
 	out, _, _, err := filterResponseHead((*bp)[:0], head)

@@ -52,7 +52,7 @@ func TestIsWebSocketUpgrade(t *testing.T) {
 		// Firefox sends this Connection header.
 		{"connection list", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n", true},
 		// Only an Upgrade of exactly websocket is a WebSocket handshake;
-		// anything else is a plain request with Upgrade dropped (SPEC §4).
+		// anything else is a plain request with Upgrade dropped (docs/forwarding.md).
 		{"upgrade list", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: foo/2, websocket\r\nConnection: Upgrade\r\n\r\n", false},
 		{"h2c first", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade\r\n\r\n", false},
 		{"websocket first", "GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\n", false},

@@ -17,7 +17,7 @@ import (
 //
 // The client is built with go-redis's own retries off: the route spends at
 // most one round trip per request, and a retry after a timeout would blow
-// its deadline (SPEC §2).
+// its deadline (docs/route.md).
 func NewClient(cfg *config.Redis) (redis.UniversalClient, error) {
 	opts := &redis.UniversalOptions{
 		DialTimeout:           cfg.DialTimeout,

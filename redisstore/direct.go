@@ -25,7 +25,7 @@ var _ sessions.Store = (*direct)(nil)
 // one write and one read per lookup, and no allocation but the session
 // document of a hit. go-redis spends about fifteen allocations on the same
 // MGET (command and arguments, reply parsing, the pool's health check);
-// the route's budget is four (issue 5).
+// the route's budget is four (docs/performance.md).
 //
 // Connections come from the go-redis client's own dialer, so they reach
 // what the client reaches: the URL's address with its TLS settings, or on

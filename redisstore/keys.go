@@ -1,5 +1,5 @@
 // Package redisstore is the only package that talks to Redis through
-// go-redis: it owns the key layout of the data contract (SPEC §3), the
+// go-redis: it owns the key layout of the data contract (docs/data-contract.md), the
 // client for each topology, and the route's one-round-trip lookup.
 package redisstore
 
@@ -8,7 +8,7 @@ package redisstore
 // Redis Cluster slot and can be fetched in one round trip.
 //
 // Callers must reject ids containing '{' or '}' before building keys (the
-// proxy does, SPEC §1): a brace would move the hash tag.
+// proxy does, docs/route.md): a brace would move the hash tag.
 type Keys struct {
 	// Prefix starts every key, e.g. "rc:".
 	Prefix string

@@ -13,7 +13,7 @@ import (
 
 var _ sessions.Store = (*Store)(nil)
 
-// Store implements sessions.Store on the data contract (SPEC §3). Each
+// Store implements sessions.Store on the data contract (docs/data-contract.md). Each
 // lookup is one command, so one round trip, on any topology: a user's token
 // and session keys share the {userID} hash tag, hence one Cluster slot, so a
 // single MGET reaches both.

@@ -87,7 +87,7 @@ func storeSeed(t testing.TB, rdb redis.UniversalClient, userID, token string, se
 }
 
 // TestStoreOneCommandPerLookup counts commands on the server: each lookup
-// is one command, so one round trip (SPEC §2).
+// is one command, so one round trip (docs/route.md).
 func TestStoreOneCommandPerLookup(t *testing.T) {
 	srv := startStoreTestServer(t)
 	if srv.cmd == nil {

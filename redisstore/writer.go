@@ -67,7 +67,7 @@ func MirrorHeartbeat(ctx context.Context, client redis.UniversalClient, prefix s
 	return time.UnixMilli(ms), nil
 }
 
-// Writer is the mirror's write side of the data contract (SPEC §3): session
+// Writer is the mirror's write side of the data contract (docs/data-contract.md): session
 // and token keys, the per-user token index, the checkpoint and the
 // heartbeat. It is safe for concurrent use, and every method is idempotent,
 // so several mirrors may write at once.

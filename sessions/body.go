@@ -2,7 +2,7 @@ package sessions
 
 import "github.com/valyala/fasthttp"
 
-// The route's fixed bodies, byte for byte as Rocket.Chat sends them (SPEC §1,
+// The route's fixed bodies, byte for byte as Rocket.Chat sends them (docs/route.md,
 // seed/get-current-user-session-information.md). Compact JSON, no newline.
 var (
 	bodyUnauthorizedClassic  = []byte(`{"status":"error","message":"You must be logged in to do this."}`)
@@ -14,7 +14,7 @@ var (
 )
 
 // setHeaders sets the status and the three headers every answer of the
-// route carries (SPEC §1). The proxy's server invents no Date or
+// route carries (docs/route.md). The proxy's server invents no Date or
 // Content-Type on forwarded answers; resetting the header turns the Date
 // back on for this answer of our own (RFC 9110 §6.6.1: an origin server with
 // a clock sends Date, as Rocket.Chat does).

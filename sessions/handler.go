@@ -1,6 +1,6 @@
 // Package sessions answers GET /api/v1/sessions/info from the token and
 // session data in a Store, with Rocket.Chat's exact statuses, bodies and
-// headers (SPEC §1–§2). It owns the Store interface it needs; redisstore
+// headers (docs/route.md). It owns the Store interface it needs; redisstore
 // implements it.
 package sessions
 
@@ -24,7 +24,7 @@ import (
 // (404), not a storage failure.
 var ErrNotFound = errors.New("sessions: not found")
 
-// Store is where the route's answers live (SPEC §3). Each method spends one
+// Store is where the route's answers live (docs/data-contract.md). Each method spends one
 // round trip and honours ctx's deadline. Methods must not keep ctx or the
 // byte slices they are given, and must be safe for concurrent use.
 //
@@ -58,7 +58,7 @@ const (
 )
 
 // DefaultVersion is the Rocket.Chat version whose era a Handler follows
-// when Options.Version is empty: the newest of the era SPEC §1 documents.
+// when Options.Version is empty: the newest of the era docs/route.md documents.
 const DefaultVersion = "7.3.0"
 
 // DefaultTimeout is the Store deadline when Options.Timeout is zero.
@@ -118,7 +118,7 @@ type scratch struct {
 
 // deadlineContext is the Store call's context: a deadline and nothing else.
 // context.WithDeadline costs four allocations and a runtime timer per
-// request, a fifth of the route's budget (issue 5), to provide a Done
+// request, a fifth of the route's budget, to provide a Done
 // channel that a socket-deadline client never reads: go-redis with
 // ContextTimeoutEnabled and redisstore's direct connections take their I/O
 // deadlines from ctx.Deadline(). Done is nil, which the context package
@@ -191,7 +191,7 @@ func New(opts Options) (*Handler, error) {
 // line Node refuses before Rocket.Chat runs). It does not keep ctx or its
 // byte slices.
 //
-// The checks run in Rocket.Chat's order (SPEC §1): authentication, then
+// The checks run in Rocket.Chat's order (docs/route.md): authentication, then
 // parameter validation, then the lookup. Authentication needs the Store, so
 // the Store call comes first and carries what the query allows: token and
 // session together for a valid query (one round trip), the token alone
@@ -225,7 +225,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 
-	// A deadline of the request's own (SPEC §2), not the RequestCtx's,
+	// A deadline of the request's own (docs/route.md), not the RequestCtx's,
 	// whose Done follows the server's shutdown.
 	start := time.Now()
 	s.ctx.deadline = start.Add(h.timeout)
@@ -262,7 +262,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 // errNotObject is reported when a stored session is not a JSON object.
 var errNotObject = errors.New("sessions: stored session is not a JSON object")
 
-// fail applies the failure policy (SPEC §2): never 401, 404 or 500.
+// fail applies the failure policy (docs/route.md): never 401, 404 or 500.
 func (h *Handler) fail(ctx *fasthttp.RequestCtx) bool {
 	if h.forward {
 		h.metrics.count(outcomeErrorForwarded)

@@ -3,7 +3,7 @@ package sessions_test
 // The handler's benchmark runs against a real redis-server through
 // redisstore, as in production. It imports go-redis directly only for the
 // baseline: the minimal fasthttp handler doing the same two GETs in one
-// pipeline, the practical floor of this design (issue 5).
+// pipeline, the practical floor of this design.
 
 import (
 	"bufio"

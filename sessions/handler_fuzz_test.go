@@ -18,7 +18,7 @@ var serveFuzzSeeds = []string{
 
 // FuzzServe runs the whole handler on arbitrary query strings and header
 // values against an in-memory store holding two users, and checks the
-// route's invariants: only the four answers SPEC §1 allows, always with the
+// route's invariants: only the four answers docs/route.md allows, always with the
 // three headers; a 200 only for valid credentials and only with a document
 // of the authenticated user; nothing but 401 without valid credentials.
 func FuzzServe(f *testing.F) {

@@ -6,9 +6,9 @@ import "bytes"
 // Meteor ids (24-hex ObjectIds for some imported users), far below it.
 const maxIDLen = 256
 
-// validID reports whether id can be a real user or session id (SPEC §1):
+// validID reports whether id can be a real user or session id (docs/route.md):
 // not empty after trimming white space, at most 256 bytes, no '{' or '}'
-// (they would move the Redis Cluster hash tag of the key, SPEC §3) and no
+// (they would move the Redis Cluster hash tag of the key, docs/data-contract.md) and no
 // control characters (C0, DEL, and C1 as UTF-8). An id that cannot be real
 // never reaches Redis.
 func validID(id []byte) bool {

@@ -38,7 +38,7 @@ var resultNames = [numResults]string{
 func (r result) String() string { return resultNames[r] }
 
 // answer is one side's response, copied: status, body and the three
-// headers every answer of the route carries (SPEC §1).
+// headers every answer of the route carries (docs/route.md).
 type answer struct {
 	status       int
 	body         []byte

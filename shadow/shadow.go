@@ -218,7 +218,7 @@ func (s *Shadow) start(ctx *fasthttp.RequestCtx) *comparison {
 }
 
 // clientAddr is the X-Real-IP the shadow's request carries: the address a
-// forwarded request would give Rocket.Chat (SPEC §4), the peer's own unless
+// forwarded request would give Rocket.Chat (docs/forwarding.md), the peer's own unless
 // the peer is a trusted proxy that set one. Rocket.Chat's API rate limiter
 // counts requests per address; without it every shadow request would count
 // against sessiongate's one address and soon be answered 429.

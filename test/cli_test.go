@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,4 +104,136 @@ func TestHealthcheckCommand(t *testing.T) {
 	if code, _ := RunGate(t, map[string]string{"SESSIONGATE_ADMIN_LISTEN": admin}, "healthcheck"); code != 1 {
 		t.Fatalf("healthcheck with nothing listening: got exit %d, want 1", code)
 	}
+}
+
+// TestConfigurationProblemsAllAtOnce: values of the wrong type from the
+// environment and from flags, and an invalid value, are all reported, one
+// line each with the key and the value, and the exit status is 2.
+func TestConfigurationProblemsAllAtOnce(t *testing.T) {
+	code, out := RunGate(t, map[string]string{
+		"SESSIONGATE_REDIS_TIMEOUT":      "fast",
+		"SESSIONGATE_UPSTREAM_MAX_CONNS": "many",
+	}, "check-config", "--redis.on_error=ignore", "--proxy.idle_timeout", "soon", "--log.access=maybe")
+	if code != 2 {
+		t.Fatalf("got exit %d, want 2; output:\n%s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, want := range [][]string{
+		{"redis.timeout", `"fast"`, "SESSIONGATE_REDIS_TIMEOUT"},
+		{"upstream.max_conns", `"many"`, "SESSIONGATE_UPSTREAM_MAX_CONNS"},
+		{"redis.on_error", `"ignore"`},
+		{"proxy.idle_timeout", `"soon"`, "--proxy.idle_timeout"},
+		{"log.access", `"maybe"`, "--log.access"},
+	} {
+		found := false
+		for _, line := range lines {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			found = found || ok
+		}
+		if !found {
+			t.Errorf("no line names %q; output:\n%s", want, out)
+		}
+	}
+	if len(lines) != 5 {
+		t.Errorf("got %d lines, want 5 (one per problem):\n%s", len(lines), out)
+	}
+}
+
+// TestCommandHelpShowsItsOwnFlags: `sessiongate <command> --help` and
+// `sessiongate help <command>` print that command's flags, not the proxy's
+// forty; the bare --help lists the commands and every flag.
+func TestCommandHelpShowsItsOwnFlags(t *testing.T) {
+	tests := []struct {
+		cmd       string
+		want, not []string
+	}{
+		{"mirror", []string{"--mirror.mongo_url", "--redis.url", "--log.level"}, []string{"--upstream.url", "--listen "}},
+		{"demo", []string{"--listen", "--admin.listen", "--log.level"}, []string{"--upstream.url", "--redis.url", "--mirror.mongo_url"}},
+		{"healthcheck", []string{"--admin.listen"}, []string{"--upstream.url", "--redis.url", "--listen "}},
+		{"check-config", []string{"--upstream.url", "--redis.url", "--mirror.mongo_url"}, nil},
+	}
+	for _, tt := range tests {
+		for _, args := range [][]string{{tt.cmd, "--help"}, {"help", tt.cmd}} {
+			code, out := RunGate(t, nil, args...)
+			if code != 0 || !strings.HasPrefix(out, "Usage: sessiongate "+tt.cmd+" ") {
+				t.Errorf("%q: got exit %d and %q, want 0 and the command's usage", args, code, firstLine(out))
+				continue
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("%q: output lacks %s", args, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(out, n) {
+					t.Errorf("%q: output lists %s, which %s does not take", args, n, tt.cmd)
+				}
+			}
+		}
+	}
+	code, out := RunGate(t, nil, "help")
+	if code != 0 || !strings.Contains(out, "check-config") || !strings.Contains(out, "--upstream.url") {
+		t.Errorf("help: got exit %d, output %q; want 0, the commands and every flag", code, out)
+	}
+	// A flag of another command is refused, pointing at the command's help.
+	code, out = RunGate(t, nil, "healthcheck", "--upstream.url=http://x")
+	if code != 2 || !strings.Contains(out, "upstream.url") || !strings.Contains(out, "healthcheck --help") {
+		t.Errorf("healthcheck --upstream.url: got exit %d, output %q; want 2 naming the flag and the help", code, out)
+	}
+}
+
+// TestFlagsBeforeTheCommand: flags are parsed after the command, so
+// `sessiongate --listen=… demo` says the command must come first instead of
+// an "unexpected argument".
+func TestFlagsBeforeTheCommand(t *testing.T) {
+	code, out := RunGate(t, nil, "--listen=127.0.0.1:0", "demo")
+	if code != 2 || !strings.Contains(out, "command must come first") || !strings.Contains(out, "sessiongate demo") {
+		t.Errorf("got exit %d, output %q; want 2 and that the command must come first", code, out)
+	}
+}
+
+// TestVersionFlagReportsTheRevision: --version works like the version
+// command, and a plain `go build` in a git checkout reports the commit it
+// was built from, not "dev".
+func TestVersionFlagReportsTheRevision(t *testing.T) {
+	code, byFlag := RunGate(t, nil, "--version")
+	_, byCmd := RunGate(t, nil, "version")
+	if code != 0 || byFlag != byCmd {
+		t.Errorf("--version: got exit %d and %q, want 0 and what version prints (%q)", code, byFlag, byCmd)
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not on PATH: no VCS information to stamp")
+	}
+	bin := filepath.Join(t.TempDir(), "sessiongate")
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	info, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rev, ok := strings.Cut(string(info), "vcs.revision=")
+	if !ok {
+		// The go command stamps no VCS information in some checkouts
+		// (a git worktree with older toolchains, a tarball).
+		t.Skipf("go build stamped no vcs.revision here:\n%s", info)
+	}
+	rev = rev[:12]
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); !strings.HasPrefix(got, "sessiongate "+rev) {
+		t.Errorf("--version: got %q, want sessiongate %s…", got, rev)
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Client address (SPEC §4): Rocket.Chat trusts X-Real-IP blindly for rate
+// Client address (docs/forwarding.md): Rocket.Chat trusts X-Real-IP blindly for rate
 // limits and session.ip, so an untrusted client's value never reaches it;
 // a trusted proxy's headers pass as they are.
 

@@ -12,7 +12,7 @@ import (
 )
 
 // Black-box tests of the HTTP/1.1 codec rules both request paths share
-// (SPEC §4): upstream response heads that break RFC 9112, chunk extensions,
+// (docs/forwarding.md): upstream response heads that break RFC 9112, chunk extensions,
 // absolute-form targets and Upgrade. CI runs this package with the event
 // loop on and off, so each rule is checked on both paths.
 

@@ -4,7 +4,7 @@ package test
 // hanging or cutting its answers, SIGTERM with work in flight, and a Redis
 // Sentinel failover. Redis stops and pauses are redis_outage_test.go's.
 // bench/faults runs the same faults under steady load and writes the
-// figures to RELIABILITY.md.
+// figures to docs/reliability.md.
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Sessiongate's own error bodies (SPEC §4).
+// Sessiongate's own error bodies (docs/forwarding.md).
 const (
 	faultsBadGateway     = `{"success":false,"error":"Bad gateway"}`
 	faultsGatewayTimeout = `{"success":false,"error":"Gateway timeout"}`
@@ -131,7 +131,7 @@ func TestUpstreamNeverAnswers(t *testing.T) {
 	// to the upstream.
 	answered := time.Now()
 	t.Logf("%d × 504 after %v (upstream.response_header_timeout 1s)", n, answered.Sub(sent).Round(time.Millisecond))
-	// A request that was sent and timed out is not retried (SPEC §4: only
+	// A request that was sent and timed out is not retried (docs/forwarding.md: only
 	// when nothing was sent yet): a retry multiplies the client's wait and
 	// the load on a server that is already stuck.
 	if got := accepted.Load(); got != n {
@@ -188,7 +188,7 @@ func TestUpstreamCutsResponseMidBody(t *testing.T) {
 }
 
 // TestSIGTERMDrainsUploadsAndTunnels sends SIGTERM while uploads stream,
-// a slow request waits for its answer and WebSockets are open. SPEC §5:
+// a slow request waits for its answer and WebSockets are open. docs/operations.md:
 // /readyz turns 503 first, serving continues for shutdown.delay, then the
 // listener closes, in-flight requests finish within shutdown.timeout,
 // tunnels close, exit 0.

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Black-box tests of forwarding (SPEC §4): the built binary between a client
+// Black-box tests of forwarding (docs/forwarding.md): the built binary between a client
 // speaking raw HTTP/1.1 and a stand-in upstream on loopback, so what the
 // upstream receives and what the client gets can be compared byte for byte.
 

@@ -33,7 +33,7 @@ import (
 // address without question (rate limits, session.ip), so exactly one
 // X-Real-IP must arrive, holding the peer's address, whatever case or
 // repetition the client used; X-Forwarded-For must end with the peer's
-// address (SPEC §4: appended), so a reader that trusts the last hop is not
+// address (docs/forwarding.md: appended), so a reader that trusts the last hop is not
 // fooled either.
 func TestClientAddressCannotBeSpoofed(t *testing.T) {
 	up := startHostileUpstream(t)
@@ -136,7 +136,7 @@ func TestTrustedProxyKeepsClientAddress(t *testing.T) {
 
 // TestStalledClientDoesNotHoldMemory asks for a large download and never
 // reads it. The gate must not pull the whole body from the upstream into
-// memory (SPEC §4: bodies stream), and proxy.write_timeout must make it give
+// memory (docs/forwarding.md: bodies stream), and proxy.write_timeout must make it give
 // up on the client, which releases the upstream connection: the upstream's
 // write then fails long before the whole body is written.
 func TestStalledClientDoesNotHoldMemory(t *testing.T) {
@@ -228,13 +228,13 @@ type hostileLogin struct {
 }
 
 // hostileHash is Rocket.Chat's (Meteor's Accounts._hashLoginToken) token
-// hash: SHA-256 of the token, standard base64 (SPEC §1).
+// hash: SHA-256 of the token, standard base64 (docs/route.md).
 func hostileHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// Doc is the stored session document (SPEC §3), shaped like the seed's
+// Doc is the stored session document (docs/data-contract.md), shaped like the seed's
 // example, with the hashed token in loginToken as Rocket.Chat stores it.
 func (l hostileLogin) Doc() string {
 	return `{"_id":"646ceae9a8c3a3ba32d0e897","type":"session","sessionId":"` + l.SessionID +
@@ -244,7 +244,7 @@ func (l hostileLogin) Doc() string {
 }
 
 // SuccessBody is the route's 200 body: the document with "success":true
-// appended as its last member (SPEC §1).
+// appended as its last member (docs/route.md).
 func (l hostileLogin) SuccessBody() string {
 	d := l.Doc()
 	return d[:len(d)-1] + `,"success":true}`

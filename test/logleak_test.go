@@ -16,9 +16,9 @@ import (
 
 // TestLogsCarryNoCredentials runs traffic full of credentials through a gate
 // logging at debug level with access lines on, and then looks for every
-// credential, and every token's hash, in everything the process wrote. SPEC
-// §5: never a token, a cookie or an Authorization header. The hashes count
-// too: the hashed token is what Rocket.Chat stores and what a Redis key
+// credential, and every token's hash, in everything the process wrote.
+// docs/operations.md: never a token, a cookie or an Authorization header.
+// The hashes count too: the hashed token is what Rocket.Chat stores and what a Redis key
 // holds, so it is as good as the token to anyone reading the database, and
 // a key name in an error message would carry it.
 //

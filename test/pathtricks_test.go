@@ -6,9 +6,9 @@ import (
 )
 
 // TestPathTricksAgainstRouteMatch sends variants of the intercepted route's
-// request line. SPEC §1: only GET with the raw path (before '?') exactly
+// request line. docs/route.md: only GET with the raw path (before '?') exactly
 // /api/v1/sessions/info is answered by the gate; everything else goes
-// upstream with its request-target byte for byte (SPEC §4: no cleaning, no
+// upstream with its request-target byte for byte (docs/forwarding.md: no cleaning, no
 // decoding, no re-encoding), so the server decides for itself what a
 // variant means. The stand-in upstream records the request line it got.
 //

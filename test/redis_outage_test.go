@@ -1,6 +1,6 @@
 package test
 
-// Redis failures on the route (SPEC §2): a stopped or frozen redis-server
+// Redis failures on the route (docs/route.md): a stopped or frozen redis-server
 // never turns into 401, 404 or 500; redis.on_error decides between
 // forwarding and 503; and the route recovers without a restart.
 

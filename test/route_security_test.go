@@ -147,7 +147,7 @@ func TestRouteNeverServesAnotherUsersData(t *testing.T) {
 	}
 }
 
-// validRouteID mirrors SPEC §1's "ids that cannot be real" for the test's
+// validRouteID mirrors docs/route.md's "ids that cannot be real" for the test's
 // expectations.
 func validRouteID(id string) bool {
 	return len(id) <= 256 && strings.TrimSpace(id) != "" && !strings.ContainsAny(id, "{}") &&

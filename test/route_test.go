@@ -1,7 +1,7 @@
 package test
 
 // Black-box tests of the intercepted route GET /api/v1/sessions/info
-// (SPEC §1): the built binary, a real redis-server, a stand-in upstream that
+// (docs/route.md): the built binary, a real redis-server, a stand-in upstream that
 // records what reaches it, and raw HTTP/1.1 on a socket so that request
 // targets and header names go out exactly as written.
 
@@ -35,7 +35,7 @@ const (
 	routePath        = "/api/v1/sessions/info"
 )
 
-// The route's fixed bodies (SPEC §1–§2).
+// The route's fixed bodies (docs/route.md).
 const (
 	route401      = `{"status":"error","message":"You must be logged in to do this."}`
 	route401Ext   = `{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}`
@@ -240,7 +240,7 @@ func routeCreds(userID, token string) []string {
 }
 
 // routeCheck asserts one of the route's own answers: status, body byte for
-// byte, and the three headers of SPEC §1.
+// byte, and the three headers of docs/route.md.
 func routeCheck(t testing.TB, what string, got routeResponse, status int, body string) {
 	t.Helper()
 	if got.Status != status || got.Body != body {
@@ -371,7 +371,7 @@ func TestRouteExtendedUnauthorizedBody(t *testing.T) {
 }
 
 // TestRouteOnlyExactGETIsIntercepted: every other method and path variant
-// reaches the upstream untouched, credentials and all (SPEC §1).
+// reaches the upstream untouched, credentials and all (docs/route.md).
 func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// TestGracefulShutdown (SPEC §5, issue 2): on SIGTERM /readyz turns 503 at
+// TestGracefulShutdown (docs/operations.md): on SIGTERM /readyz turns 503 at
 // once, serving continues for shutdown.delay, then the listener closes and
 // in-flight requests — a slow upload, a slow answer — finish within
 // shutdown.timeout, and the process exits 0. No in-flight request is cut.

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Request smuggling and hostile heads (issue 6, RFC 9112 §6.3 and §11.2): a
+// Request smuggling and hostile heads (RFC 9112 §6.3 and §11.2): a
 // request the proxy and the upstream could frame differently is refused
 // with 400 and never forwarded; what the upstream actually received is
 // checked on a raw TCP stand-in.

@@ -17,10 +17,10 @@ import (
 	"time"
 )
 
-// Streaming (SPEC §4, issue 2): bodies of any size pass without being held
+// Streaming (docs/forwarding.md): bodies of any size pass without being held
 // in memory, and a response is flushed to the client as it arrives.
 
-// streamSize is the size of the big transfers: 256 MiB as issue 2 asks,
+// streamSize is the size of the big transfers: 256 MiB,
 // 32 MiB under -short for quick local runs.
 func streamSize() int64 {
 	if testing.Short() {

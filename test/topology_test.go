@@ -1,6 +1,6 @@
 package test
 
-// The route through each Redis topology a production user has (issue 3):
+// The route through each Redis topology a production user has:
 // standalone with an ACL user (redis:// and rediss://), a 3-master Redis
 // Cluster and master + replica + Sentinel, all real redis-server processes.
 

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Upstream failures (SPEC §4): 502 when the upstream cannot be reached or
+// Upstream failures (docs/forwarding.md): 502 when the upstream cannot be reached or
 // breaks the connection before answering, 504 when it does not answer in
 // time, each with sessiongate's small JSON body and within the configured
 // timeouts; nothing left behind when either side goes away.

@@ -21,7 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Black-box tests of WebSocket tunnels (SPEC §4): a real gorilla/websocket
+// Black-box tests of WebSocket tunnels (docs/forwarding.md): a real gorilla/websocket
 // client talks through the built binary to a real gorilla/websocket echo
 // server on loopback.
 
@@ -405,7 +405,7 @@ func TestWebSocketUpstreamFailures(t *testing.T) {
 }
 
 // TestWebSocketIdleTunnelMemory opens idle tunnels through the binary and
-// reports its RSS and goroutines per tunnel (issue 5 targets < 20 KiB per
+// reports its RSS and goroutines per tunnel (the target is < 20 KiB per
 // idle tunnel at 10 000 tunnels). It asserts only the goroutine count, which
 // the design fixes at two per tunnel; memory is reported, not asserted.
 // SESSIONGATE_TEST_WS_TUNNELS sets the count (default 200, kept small for

@@ -40,13 +40,13 @@ func newDataset(n int) *dataset {
 }
 
 // hashToken is Meteor's Accounts._hashLoginToken: SHA-256, standard base64
-// (SPEC §1).
+// (docs/route.md).
 func hashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// doc is the stored session document (SPEC §3), shaped like Rocket.Chat's.
+// doc is the stored session document (docs/data-contract.md), shaped like Rocket.Chat's.
 func (l *login) doc(sessionID string) string {
 	return `{"_id":"646ceae9a8c3a3ba32d0e897","type":"session","sessionId":"` + sessionID +
 		`","instanceId":"f0313fa9-ebe6-4a84-8580-3104f6a09988","loginToken":"` + hashToken(l.token) +
@@ -61,7 +61,7 @@ func (l *login) successBody(sessionID string) string {
 	return d[:len(d)-1] + `,"success":true}`
 }
 
-// The route's other answers (SPEC §1, §2).
+// The route's other answers (docs/route.md, §2).
 const (
 	bodyUnauthorized = `{"status":"error","message":"You must be logged in to do this."}`
 	bodyNotFound     = `{"success":false,"error":"Session not found"}`
@@ -70,7 +70,7 @@ const (
 	bodyGWTimeout    = `{"success":false,"error":"Gateway timeout"}`
 )
 
-// seed writes every token and session key (SPEC §3, default prefix).
+// seed writes every token and session key (docs/data-contract.md, default prefix).
 func (d *dataset) seed(ctx context.Context, c *redis.Client) error {
 	pipe := c.Pipeline()
 	for i := range d.logins {

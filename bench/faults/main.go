@@ -1,10 +1,10 @@
-// Command faults is sessiongate's fault-injection runner (issue 6). It
+// Command faults is sessiongate's fault-injection runner. It
 // builds the binary, starts its own redis-server (or a master, a replica and
 // a Sentinel), a stand-in Rocket.Chat it can stop, wedge or make cut its
 // answers, and sessiongate, all on 127.0.0.1; drives steady mixed load
 // (sessions/info hits on seeded Redis data, forwarded REST calls, uploads
 // and downloads, WebSocket echo) through each scenario; breaks one thing per
-// scenario; and writes the table of what held to RELIABILITY.md.
+// scenario; and writes the table of what held to docs/reliability.md.
 //
 //	go run ./bench/faults               every scenario, about 6 minutes
 //	go run ./bench/faults -quick        shorter windows, under 2 minutes
@@ -37,7 +37,7 @@ func run() int {
 	quick := flag.Bool("quick", false, "shorter windows: every scenario in under 2 minutes")
 	soak := flag.Duration("soak", 0, "soak duration (default 2m, 15s with -quick)")
 	only := flag.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames, ","))
-	out := flag.String("out", "", "report path (default RELIABILITY.md at the module root)")
+	out := flag.String("out", "", "report path (default docs/reliability.md in the module)")
 	keep := flag.Bool("keep", false, "keep the work folder (process logs) after a run that held")
 	flag.Parse()
 
@@ -57,7 +57,7 @@ func run() int {
 		return 1
 	}
 	if *out == "" {
-		*out = filepath.Join(root, "RELIABILITY.md")
+		*out = filepath.Join(root, "docs", "reliability.md")
 	}
 	want := map[string]bool{}
 	for _, n := range strings.Split(*only, ",") {

@@ -440,7 +440,7 @@ func (e *runEnv) faultSpecs() []faultSpec {
 }
 
 // runSIGTERM sends SIGTERM to a gate under load, with long uploads, long
-// polls and WebSockets in flight. SPEC §5: /readyz 503 first, service
+// polls and WebSockets in flight. docs/operations.md: /readyz 503 first, service
 // continues for shutdown.delay, the listener closes, in-flight requests
 // finish within shutdown.timeout, tunnels close, exit 0.
 func (e *runEnv) runSIGTERM(ctx context.Context) *scenarioReport {

@@ -128,3 +128,81 @@ func Find[T any](objs []Object, kind, name string) *T {
 	}
 	return nil
 }
+
+// Kustomization is the part of kustomization.yaml the example uses.
+type Kustomization struct {
+	APIVersion      string            `json:"apiVersion"`
+	Kind            string            `json:"kind"`
+	Resources       []string          `json:"resources"`
+	SecretGenerator []SecretGenerator `json:"secretGenerator"`
+	Images          []Image           `json:"images"`
+}
+
+// SecretGenerator generates a Secret from files: each entry is key=path.
+type SecretGenerator struct {
+	Name  string   `json:"name"`
+	Files []string `json:"files"`
+}
+
+// Image replaces the image named Name in the resources.
+type Image struct {
+	Name    string `json:"name"`
+	NewName string `json:"newName"`
+	NewTag  string `json:"newTag"`
+}
+
+// LoadKustomization decodes dir/kustomization.yaml strictly.
+func LoadKustomization(dir string) (*Kustomization, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var k Kustomization
+	if err := yaml.UnmarshalStrict(raw, &k); err != nil {
+		return nil, fmt.Errorf("kustomization.yaml: %w", err)
+	}
+	return &k, nil
+}
+
+// GeneratedSecrets are the Secrets the kustomization's secretGenerator
+// makes, with their keys (and empty values: the files are the user's).
+func (k *Kustomization) GeneratedSecrets() ([]Object, error) {
+	var objs []Object
+	for _, g := range k.SecretGenerator {
+		s := &corev1.Secret{StringData: map[string]string{}}
+		s.Name = g.Name
+		for _, f := range g.Files {
+			key, path, ok := strings.Cut(f, "=")
+			if !ok || key == "" || path == "" {
+				return nil, fmt.Errorf("secretGenerator %s: file entry %q is not key=path", g.Name, f)
+			}
+			s.StringData[key] = ""
+		}
+		objs = append(objs, Object{File: "kustomization.yaml", Kind: "Secret", Name: g.Name, Value: s})
+	}
+	return objs, nil
+}
+
+// ResolveImage returns image as the kustomization's images transformer
+// rewrites it.
+func (k *Kustomization) ResolveImage(image string) string {
+	name, tag := image, ""
+	if i := strings.LastIndexByte(image, ':'); i > strings.LastIndexByte(image, '/') {
+		name, tag = image[:i], image[i+1:]
+	}
+	for _, im := range k.Images {
+		if im.Name != name {
+			continue
+		}
+		if im.NewName != "" {
+			name = im.NewName
+		}
+		if im.NewTag != "" {
+			tag = im.NewTag
+		}
+	}
+	if tag == "" {
+		return name
+	}
+	return name + ":" + tag
+}

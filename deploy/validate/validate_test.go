@@ -23,13 +23,23 @@ const (
 	manifestsDir = "../kubernetes"
 )
 
+// loadManifests returns the manifests' objects plus the Secrets the
+// kustomization generates: what `kubectl apply -k` would create.
 func loadManifests(t *testing.T) []Object {
 	t.Helper()
 	objs, err := LoadManifests(manifestsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return objs
+	k, err := LoadKustomization(manifestsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := k.GeneratedSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(objs, secrets...)
 }
 
 func TestManifestsDecodeStrictly(t *testing.T) {
@@ -68,16 +78,8 @@ func TestStrictDecodingCatchesMistakes(t *testing.T) {
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(manifestsDir, "kustomization.yaml"))
+	k, err := LoadKustomization(manifestsDir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Resources  []string `json:"resources"`
-	}
-	if err := yaml.UnmarshalStrict(raw, &k); err != nil {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(manifestsDir, "*.yaml"))
@@ -272,12 +274,66 @@ func pinned(image string) bool {
 }
 
 func TestManifestImagesPinned(t *testing.T) {
+	k, err := LoadKustomization(manifestsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range loadManifests(t) {
 		if d, ok := o.Value.(*appsv1.Deployment); ok {
 			for _, c := range d.Spec.Template.Spec.Containers {
-				if !pinned(c.Image) {
-					t.Errorf("%s/%s: image %q is not pinned to a version", d.Name, c.Name, c.Image)
+				if image := k.ResolveImage(c.Image); !pinned(image) {
+					t.Errorf("%s/%s: image %q is not pinned to a version", d.Name, c.Name, image)
 				}
+			}
+		}
+	}
+}
+
+// TestNoPlaceholdersApplied: no Secret with a value is in the repository
+// (the kustomization generates them from files the user writes, which git
+// ignores), and the sessiongate image is the kustomization's to set, with a
+// default that cannot be pulled rather than one that looks real.
+func TestNoPlaceholdersApplied(t *testing.T) {
+	objs, err := LoadManifests(manifestsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.Kind == "Secret" {
+			t.Errorf("%s: Secret %s is in the repository; generate it from the user's files instead", o.File, o.Name)
+		}
+	}
+	k, err := LoadKustomization(manifestsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignore, err := os.ReadFile(filepath.Join(repoRoot, ".gitignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range k.SecretGenerator {
+		for _, f := range g.Files {
+			_, path, _ := strings.Cut(f, "=")
+			dir := filepath.Dir(path)
+			if !strings.Contains(string(ignore), "/deploy/kubernetes/"+dir+"/") {
+				t.Errorf("secretGenerator %s reads %s, whose directory .gitignore does not ignore", g.Name, path)
+			}
+		}
+	}
+	for _, o := range objs {
+		d, ok := o.Value.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if c.Name != "sessiongate" && c.Name != "mirror" {
+				continue
+			}
+			if c.Image != "sessiongate" {
+				t.Errorf("%s/%s: image %q, want sessiongate (set by the kustomization's images)", d.Name, c.Name, c.Image)
+			}
+			if host, _, _ := strings.Cut(k.ResolveImage(c.Image), "/"); !strings.HasSuffix(host, ".invalid") {
+				t.Errorf("%s/%s: the default image %q looks pullable; it must be unset until the user pushes one", d.Name, c.Name, k.ResolveImage(c.Image))
 			}
 		}
 	}
@@ -300,7 +356,7 @@ func loadCompose(t *testing.T, env map[string]string) *types.Project {
 // does (schema validation, interpolation, consistency checks), then checks
 // what the README promises about it.
 func TestComposeFile(t *testing.T) {
-	p := loadCompose(t, map[string]string{})
+	p := loadCompose(t, map[string]string{"REDIS_PASSWORD": "from-env"})
 	want := []string{"mirror", "mongodb", "redis", "rocketchat", "sessiongate"}
 	if got := slices.Sorted(slices.Values(p.ServiceNames())); !slices.Equal(got, want) {
 		t.Fatalf("services: got %q, want %q", got, want)
@@ -374,6 +430,52 @@ func TestComposePasswordComesFromTheEnvironment(t *testing.T) {
 	for _, name := range []string{"sessiongate", "mirror"} {
 		if got := p.Services[name].Environment["SESSIONGATE_REDIS_PASSWORD"]; got == nil || *got != "from-env" {
 			t.Errorf("%s SESSIONGATE_REDIS_PASSWORD: got %v, want from-env", name, got)
+		}
+	}
+}
+
+// TestComposeRefusesWithoutRedisPassword: without REDIS_PASSWORD, Compose
+// stops with a message naming it instead of starting Redis with a password
+// everyone knows.
+func TestComposeRefusesWithoutRedisPassword(t *testing.T) {
+	_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  repoRoot,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(repoRoot, "docker-compose.yml")}},
+		Environment: map[string]string{},
+	}, func(o *loader.Options) { o.SetProjectName("sessiongate", true) })
+	if err == nil || !strings.Contains(err.Error(), "REDIS_PASSWORD") {
+		t.Errorf("docker-compose.yml without REDIS_PASSWORD: got %v, want an error naming REDIS_PASSWORD", err)
+	}
+}
+
+// TestComposeDocumentsEveryVariable: each ${VAR} the Compose file reads is
+// described in its header comment and in docs/deployment.md.
+func TestComposeDocumentsEveryVariable(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deployment.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header strings.Builder
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		header.WriteString(line + "\n")
+	}
+	vars := regexp.MustCompile(`\$\{([A-Z0-9_]+)`).FindAllStringSubmatch(string(raw), -1)
+	if len(vars) == 0 {
+		t.Fatal("no ${VAR} found in docker-compose.yml")
+	}
+	for _, m := range vars {
+		if !strings.Contains(header.String(), m[1]) {
+			t.Errorf("docker-compose.yml reads %s but its header does not describe it", m[1])
+		}
+		if !strings.Contains(string(doc), "`"+m[1]+"`") {
+			t.Errorf("docker-compose.yml reads %s but docs/deployment.md does not describe it", m[1])
 		}
 	}
 }

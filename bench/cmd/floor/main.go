@@ -1,12 +1,12 @@
-// Command floor is the practical floor for sessiongate's intercepted route
-// (issue 5): the least a fasthttp + go-redis server can do to answer
+// Command floor is the practical floor for sessiongate's intercepted route:
+// the least a fasthttp + go-redis server can do to answer
 // GET /api/v1/sessions/info — hash the token, fetch the token key and the
-// session key in one pipeline (SPEC §2: one round trip), answer 401, 404 or
+// session key in one pipeline (docs/route.md: one round trip), answer 401, 404 or
 // 200 with the stored document. No routing table, no parameter validation
 // beyond sessionId, no metrics, no logs. sessiongate's route is measured
 // against it: whatever sessiongate costs on top of this is its own.
 //
-// Keys follow the data contract of SPEC §3, written out here rather than
+// Keys follow the data contract of docs/data-contract.md, written out here rather than
 // imported, so that the floor does not share a bug with the code it is
 // compared with.
 //
@@ -45,7 +45,7 @@ type floor struct {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL")
-	prefix := flag.String("prefix", "rc:", "key prefix (SPEC §3)")
+	prefix := flag.String("prefix", "rc:", "key prefix (docs/data-contract.md)")
 	flag.Parse()
 
 	opts, err := redis.ParseURL(*redisURL)

@@ -15,7 +15,7 @@ import (
 )
 
 // The floor is only a fair baseline if it answers the route correctly:
-// the same statuses and bodies sessiongate must give (SPEC §1).
+// the same statuses and bodies sessiongate must give (docs/route.md).
 func TestFloorAnswers(t *testing.T) {
 	mr := miniredis.RunT(t)
 	sum := sha256.Sum256([]byte("tok"))

@@ -32,7 +32,7 @@ import (
 )
 
 // JSONBody is the fixed GET answer: a Rocket.Chat-like REST document padded
-// to exactly 1024 bytes, the size issue 5 asks for.
+// to exactly 1024 bytes, the size the harness measures with.
 var JSONBody = func() []byte {
 	b := []byte(`{"user":{"_id":"rbAXPnMktTFbNpwtJ","username":"bench.user","name":"Bench User","status":"online",` +
 		`"statusConnection":"online","utcOffset":0,"active":true,"roles":["user"],"settings":{"preferences":{"language":"en"}}},` +
