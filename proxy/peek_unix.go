@@ -30,6 +30,13 @@ func clientGone(c net.Conn) bool {
 // are waiting, (0, nil) when a read would block, and an error (io.EOF for an
 // orderly close) otherwise. Connections that expose no file descriptor look
 // idle and alive.
+//
+// The recv runs under RawConn.Control, not RawConn.Read: Read fails with
+// the deadline error once the socket's read deadline has passed, and a
+// client socket still carries fasthttp's request-head deadline
+// (proxy.read_header_timeout) while its request waits for the upstream;
+// that error would pass for the client having gone. MSG_DONTWAIT already
+// keeps the recv from blocking.
 func peek(c net.Conn) (int, error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
@@ -45,7 +52,7 @@ func peek(c net.Conn) (int, error) {
 	var n int
 	var rerr error
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err = rc.Control(func(fd uintptr) {
 		m, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case err == syscall.EAGAIN || err == syscall.EINTR:
@@ -56,7 +63,6 @@ func peek(c net.Conn) (int, error) {
 		default:
 			n = m
 		}
-		return true
 	})
 	if err != nil {
 		return 0, err
