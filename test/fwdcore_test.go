@@ -165,4 +165,3 @@ func TestLongPollHeld30s(t *testing.T) {
 		t.Error(e)
 	}
 }
-
