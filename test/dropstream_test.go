@@ -80,3 +80,33 @@ func TestDroppedStreamClosesUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestPausingStreamOutlivesReadHeaderTimeout: a streamed response whose
+// upstream falls silent for longer than proxy.read_header_timeout between
+// pieces reaches a client that is still there, whole, on a fresh
+// connection and on one handed to the fasthttp path by a route: watching
+// the client while the upstream is silent must not take a passed
+// request-head deadline for the client leaving.
+func TestPausingStreamOutlivesReadHeaderTimeout(t *testing.T) {
+	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n")
+		time.Sleep(2500 * time.Millisecond)
+		io.WriteString(c, "5\r\nlast\n\r\n0\r\n\r\n")
+	})
+	env := slowGateEnv(t, up.URL)
+	env["SESSIONGATE_PROXY_READ_HEADER_TIMEOUT"] = "1s"
+	g := StartGate(t, env)
+	for _, viaRoute := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fresh connection", true: "after sessions/info"}[viaRoute], func(t *testing.T) {
+			t.Parallel()
+			c, br := fwdDial(t, g)
+			if viaRoute {
+				routeOnConn(t, c, br)
+			}
+			resp, body := fwdRoundTrip(t, c, br, "GET /stream HTTP/1.1\r\nHost: chat\r\n\r\n", "GET")
+			if resp.StatusCode != 200 || string(body) != "first\nlast\n" {
+				t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, body, "first\nlast\n")
+			}
+		})
+	}
+}
