@@ -33,11 +33,12 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 // as its peer is; only a close or reset makes it gone.
 func TestClientGoneIgnoresReadDeadline(t *testing.T) {
 	client, server := tcpPair(t)
+	var probe idleProbe
 	server.SetReadDeadline(time.Now().Add(-time.Second))
 	if clientGone(server) {
 		t.Fatal("clientGone: true for a live client whose read deadline has passed")
 	}
-	if peerClosed(server) {
+	if probe.peerClosed(server) {
 		t.Fatal("peerClosed: true for a live, silent peer whose read deadline has passed")
 	}
 	client.Write([]byte("x"))
@@ -45,7 +46,7 @@ func TestClientGoneIgnoresReadDeadline(t *testing.T) {
 	if clientGone(server) {
 		t.Fatal("clientGone: true for a client with pipelined bytes")
 	}
-	if !peerClosed(server) {
+	if !probe.peerClosed(server) {
 		t.Fatal("peerClosed: false for a peer that sent bytes nobody asked for")
 	}
 	var b [1]byte

@@ -43,6 +43,8 @@ type upstreamConn struct {
 	// connection may have been closed by the upstream while idle, which
 	// makes a failure before any response byte retryable.
 	reused bool
+	// probe checks the idle connection before each reuse.
+	probe idleProbe
 	// framing is how the body of the response being read is delimited.
 	framing respFraming
 	// rdl and wdl are the read and write deadlines last set on conn; every
@@ -179,7 +181,7 @@ func (p *upstreamPool) get(now, deadline time.Time, fresh bool) (*upstreamConn, 
 			// that no request asked for (a stray answer would answer
 			// this request, another client's), is not reused: one
 			// non-blocking recv tells.
-			if now.Sub(c.idleSince) < p.idleTimeout && !peerClosed(c.conn) {
+			if now.Sub(c.idleSince) < p.idleTimeout && !c.probe.peerClosed(c.conn) {
 				p.mu.Unlock()
 				return c, now, nil
 			}
