@@ -55,10 +55,17 @@ func TestDroppedStreamClosesUpstream(t *testing.T) {
 		c.Close()
 	})
 	g := fwdGate(t, up.URL, nil)
-	for _, path := range []string{"/chunked", "/until-close", "/long-length"} {
-		t.Run(path, func(t *testing.T) {
+	for _, tc := range []struct{ path, version string }{
+		{"/chunked", "HTTP/1.1"},
+		{"/until-close", "HTTP/1.1"},
+		{"/long-length", "HTTP/1.1"},
+		// An HTTP/1.0 client gets a body of unknown length delimited by
+		// close: sessiongate takes the connection over to relay it.
+		{"/chunked", "HTTP/1.0"},
+	} {
+		t.Run(tc.version+tc.path, func(t *testing.T) {
 			c, br := fwdDial(t, g)
-			io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: chat\r\n\r\n")
+			io.WriteString(c, "GET "+tc.path+" "+tc.version+"\r\nHost: chat\r\n\r\n")
 			resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
 			if err != nil {
 				t.Fatalf("read response: %v", err)
