@@ -587,7 +587,11 @@ func (l *evLoop) takeIdle() *evUpstream {
 		u := l.idle[len(l.idle)-1]
 		l.idle[len(l.idle)-1] = nil
 		l.idle = l.idle[:len(l.idle)-1]
-		if idle := l.now.Sub(u.idleSince); idle < l.f.pool.idleTimeout && !u.readable {
+		// Readable is what epoll has reported so far; bytes that came
+		// in this loop turn, their event not handled yet, show in a
+		// peek (one non-blocking recv): stray bytes must not answer
+		// this request, another client's.
+		if idle := l.now.Sub(u.idleSince); idle < l.f.pool.idleTimeout && !u.readable && !u.peerSpoke() {
 			return u
 		}
 		u.close()
@@ -1568,6 +1572,18 @@ func (u *evUpstream) send() bool {
 	c.state = stWait
 	c.deadline = u.l.now.Add(u.l.f.responseHeaderTimeout)
 	return true
+}
+
+// peerSpoke reports whether the idle connection has bytes waiting, or was
+// closed or broken by the upstream.
+func (u *evUpstream) peerSpoke() bool {
+	var b [1]byte
+	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(u.fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e != unix.EAGAIN && e != unix.EINTR
+	}
+	return true // a byte, or 0: the upstream's end
 }
 
 func (u *evUpstream) close() {
