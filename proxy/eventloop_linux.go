@@ -497,6 +497,8 @@ func (l *evLoop) scan() {
 		case c.eof && (c.state == stDial || c.state == stSend || c.state == stWait) &&
 			l.now.Sub(c.start) >= livenessInterval:
 			c.abort() // gone, or half-closed and kept waiting: see advance
+		case c.eof && c.state == stBody && c.upstreamQuiet():
+			c.abandon()
 		}
 		if i < len(l.clients) && l.clients[i] == c {
 			i++
@@ -585,7 +587,11 @@ func (l *evLoop) takeIdle() *evUpstream {
 		u := l.idle[len(l.idle)-1]
 		l.idle[len(l.idle)-1] = nil
 		l.idle = l.idle[:len(l.idle)-1]
-		if idle := l.now.Sub(u.idleSince); idle < l.f.pool.idleTimeout && !u.readable {
+		// Readable is what epoll has reported so far; bytes that came
+		// in this loop turn, their event not handled yet, show in a
+		// peek (one non-blocking recv): stray bytes must not answer
+		// this request, another client's.
+		if idle := l.now.Sub(u.idleSince); idle < l.f.pool.idleTimeout && !u.readable && !u.peerSpoke() {
 			return u
 		}
 		u.close()
@@ -662,6 +668,9 @@ type evClient struct {
 	// the whole (small) body.
 	headPending bool
 	collect     bool
+	// quietSince is when the upstream last left the relay waiting for
+	// more of the response (zero: it sent bytes since).
+	quietSince time.Time
 }
 
 // readiness is what edge-triggered epoll reported of a socket: readable
@@ -754,6 +763,19 @@ func (c *evClient) advance() {
 				progress = c.awaitHead()
 			}
 		case stBody:
+			// A client that leaves a streamed response while the
+			// upstream is silent frees the upstream connection
+			// now, not at the next write to the client: at once
+			// on a reset, after livenessInterval of upstream
+			// silence on an end of input, as on the fasthttp path
+			// (and in scan).
+			if c.readable && !c.eof {
+				c.fill(false)
+			}
+			if c.reset || (c.eof && c.upstreamQuiet()) {
+				c.abandon()
+				return
+			}
 			progress = c.relay()
 		}
 		if !progress {
@@ -1088,6 +1110,7 @@ func (c *evClient) startResponse(block []byte) bool {
 	// breaks off still gets a clean 502.
 	c.collect = c.mode == bmFixed && c.left <= maxBufferedBody
 	c.headPending = true
+	c.quietSince = time.Time{}
 	c.state = stBody
 	c.deadline = time.Time{}
 	return true
@@ -1112,8 +1135,9 @@ func (c *evClient) relay() bool {
 		if c.collect && int64(u.w-u.r) < c.left {
 			switch u.fill() {
 			case fillData:
+				c.quietSince = time.Time{}
 			case fillBlocked:
-				c.deadline = c.l.now.Add(c.l.f.responseHeaderTimeout)
+				c.waitUpstream()
 				return false
 			default:
 				c.upstreamFailed("reset", errNoResponse)
@@ -1150,9 +1174,10 @@ func (c *evClient) relay() bool {
 	}
 	switch u.fill() {
 	case fillData:
+		c.quietSince = time.Time{}
 		return true
 	case fillBlocked:
-		c.deadline = c.l.now.Add(c.l.f.responseHeaderTimeout)
+		c.waitUpstream()
 		return false
 	}
 	// The upstream closed.
@@ -1168,6 +1193,32 @@ func (c *evClient) relay() bool {
 	c.dropUpstream()
 	c.close()
 	return false
+}
+
+// waitUpstream arms the wait for more of the response.
+func (c *evClient) waitUpstream() {
+	c.deadline = c.l.now.Add(c.l.f.responseHeaderTimeout)
+	if c.quietSince.IsZero() {
+		c.quietSince = c.l.now
+	}
+}
+
+// upstreamQuiet reports whether the relay has waited livenessInterval for
+// the upstream, with everything it sent already written to the client.
+func (c *evClient) upstreamQuiet() bool {
+	return !c.quietSince.IsZero() && len(c.out) == 0 && c.l.now.Sub(c.quietSince) >= livenessInterval
+}
+
+// abandon ends a response whose client went away: the upstream connection
+// is closed with the client's.
+func (c *evClient) abandon() {
+	if c.headPending {
+		c.abort() // nothing of the response went out yet
+		return
+	}
+	c.l.p.log.Debug("client gone while the response streamed")
+	c.dropUpstream()
+	c.close()
 }
 
 // frame queues the buffered upstream bytes for the client, in the
@@ -1521,6 +1572,18 @@ func (u *evUpstream) send() bool {
 	c.state = stWait
 	c.deadline = u.l.now.Add(u.l.f.responseHeaderTimeout)
 	return true
+}
+
+// peerSpoke reports whether the idle connection has bytes waiting, or was
+// closed or broken by the upstream.
+func (u *evUpstream) peerSpoke() bool {
+	var b [1]byte
+	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(u.fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e != unix.EAGAIN && e != unix.EINTR
+	}
+	return true // a byte, or 0: the upstream's end
 }
 
 func (u *evUpstream) close() {

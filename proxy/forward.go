@@ -124,6 +124,16 @@ func refuse(ctx *fasthttp.RequestCtx, status int) {
 	ctx.SetConnectionClose()
 }
 
+// dropClient closes the connection of a client that went away while its
+// request waited for the upstream, without writing an answer nobody reads
+// (the event loop does the same); 400 is what the metrics and the access
+// log record, as there.
+func dropClient(ctx *fasthttp.RequestCtx) {
+	refuse(ctx, fasthttp.StatusBadRequest)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) { c.Close() })
+}
+
 // Pools of per-request scratch space, so the steady state allocates nothing.
 var (
 	headPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -344,7 +354,7 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 		switch {
 		case errors.Is(err, errClientGone):
 			f.log.Debug("client gone while waiting for upstream")
-			refuse(ctx, fasthttp.StatusBadRequest)
+			dropClient(ctx)
 		case isTimeout(err):
 			f.metrics.upstreamError("timeout")
 			writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -27,12 +28,18 @@ const (
 // Each wait for upstream bytes is bounded by responseHeaderTimeout, and
 // each write to the client by proxy.write_timeout, so neither a silent
 // upstream nor a client that stops reading holds the pair forever, however
-// long the stream lasts.
+// long the stream lasts. A client that goes away while the upstream is
+// silent (a SockJS xhr-streaming client between heartbeats) is noticed
+// within livenessInterval, and the upstream connection closed then, not
+// at the next write to the client, which may be tens of seconds later.
 type responseBody struct {
-	f    *forwarder
-	ctx  *fasthttp.RequestCtx
-	uc   *upstreamConn
-	kind bodyKind
+	f   *forwarder
+	ctx *fasthttp.RequestCtx
+	// client is the client's connection, watched while the upstream is
+	// silent (ctx.Conn(), kept when ctx is not).
+	client net.Conn
+	uc     *upstreamConn
+	kind   bodyKind
 	// left is the bytes left of a fixed body; chunk walks a chunked one.
 	left  int64
 	chunk chunkDecoder
@@ -46,6 +53,9 @@ var bodyPool = sync.Pool{New: func() any { return new(responseBody) }}
 func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyKind, length int64) *responseBody {
 	b := bodyPool.Get().(*responseBody)
 	*b = responseBody{f: f, ctx: ctx, uc: uc, kind: kind, left: length}
+	if ctx != nil {
+		b.client = ctx.Conn()
+	}
 	if kind == bodyFixed && length == 0 {
 		b.done = true
 	}
@@ -113,8 +123,7 @@ func (b *responseBody) read(p []byte) (int, error) {
 			b.done = true
 			return 0, io.EOF
 		}
-		b.waitBuffered()
-		if _, err := br.Peek(1); err != nil {
+		if err := b.waitBuffered(); err != nil {
 			return 0, unexpected(err)
 		}
 		buf, _ := br.Peek(br.Buffered())
@@ -126,16 +135,37 @@ func (b *responseBody) read(p []byte) (int, error) {
 	}
 }
 
-// fill reads what is there (at least one byte), with a deadline on a wait.
+// fill reads what is there (at least one byte), waiting as waitBuffered.
 func (b *responseBody) fill(p []byte) (int, error) {
-	b.waitBuffered()
+	if err := b.waitBuffered(); err != nil {
+		return 0, err
+	}
 	return b.uc.br.Read(p)
 }
 
-// waitBuffered arms the inactivity deadline before a read that will wait.
-func (b *responseBody) waitBuffered() {
-	if b.uc.br.Buffered() == 0 {
-		b.uc.setReadDeadline(time.Now().Add(b.f.responseHeaderTimeout))
+// waitBuffered waits until a byte from the upstream is buffered, for at most
+// responseHeaderTimeout, looking every livenessInterval of silence whether
+// the client is still there (errClientGone when it is not).
+func (b *responseBody) waitBuffered() error {
+	br := b.uc.br
+	if br.Buffered() > 0 {
+		return nil
+	}
+	now := time.Now()
+	deadline := now.Add(b.f.responseHeaderTimeout)
+	for {
+		b.uc.setReadDeadline(earliest(deadline, now.Add(livenessInterval)))
+		_, err := br.Peek(1)
+		if err == nil || !isTimeout(err) {
+			return err
+		}
+		now = time.Now()
+		if !now.Before(deadline) {
+			return err
+		}
+		if b.client != nil && clientGone(b.client) {
+			return errClientGone
+		}
 	}
 }
 
@@ -146,9 +176,12 @@ func (b *responseBody) Close() error {
 		return nil
 	}
 	reusable := b.done && b.kind != bodyUntilClose && !b.uc.framing.close
-	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) {
+	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) && !errors.Is(b.err, errClientGone) {
 		b.f.metrics.upstreamError("reset")
 		b.f.log.Debug("upstream body")
+	}
+	if errors.Is(b.err, errClientGone) {
+		b.f.log.Debug("client gone while the response streamed")
 	}
 	b.f.pool.put(b.uc, reusable)
 	*b = responseBody{}

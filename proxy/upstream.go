@@ -43,6 +43,8 @@ type upstreamConn struct {
 	// connection may have been closed by the upstream while idle, which
 	// makes a failure before any response byte retryable.
 	reused bool
+	// probe checks the idle connection before each reuse.
+	probe idleProbe
 	// framing is how the body of the response being read is delimited.
 	framing respFraming
 	// rdl and wdl are the read and write deadlines last set on conn; every
@@ -159,13 +161,6 @@ func newUpstreamPool(addr string, tlsConfig *tls.Config, dialTimeout, idleTimeou
 	return p
 }
 
-// probeAfter is how long a connection may sit idle before it is checked for
-// a close by the upstream before reuse. Node closes idle keep-alive
-// connections after 5 s by default (server.keepAliveTimeout), so a
-// connection idle longer than this is likely, and one busy a moment ago
-// unlikely, to be gone; the check is one non-blocking recv.
-const probeAfter = time.Second
-
 // get returns an idle connection, or dials a new one if fewer than maxConns
 // are open, or waits for one until deadline. fresh skips idle connections
 // (a retry must not land on another stale one). now is the caller's recent
@@ -182,8 +177,11 @@ func (p *upstreamPool) get(now, deadline time.Time, fresh bool) (*upstreamConn, 
 			c := p.idle[len(p.idle)-1]
 			p.idle[len(p.idle)-1] = nil
 			p.idle = p.idle[:len(p.idle)-1]
-			idle := now.Sub(c.idleSince)
-			if idle < p.idleTimeout && (idle < probeAfter || !peerClosed(c.conn)) {
+			// An idle connection the upstream closed, or sent bytes on
+			// that no request asked for (a stray answer would answer
+			// this request, another client's), is not reused: one
+			// non-blocking recv tells.
+			if now.Sub(c.idleSince) < p.idleTimeout && !c.probe.peerClosed(c.conn) {
 				p.mu.Unlock()
 				return c, now, nil
 			}
@@ -262,9 +260,14 @@ func (p *upstreamPool) wakeLocked() {
 }
 
 // put takes c back: idle for reuse when reusable (its last response was
-// read to the end and did not ask to close), else closed.
+// read to the end and did not ask to close) and nothing beyond that
+// response is buffered, else closed. Bytes past a response's framing (past
+// its Content-Length or last chunk, or any body after a 204, a 304 or an
+// answer to HEAD) are no answer to anything: on a reused connection they
+// would answer the next request, another client's.
 func (p *upstreamPool) put(c *upstreamConn, reusable bool) {
 	c.reused = true
+	reusable = reusable && c.br.Buffered() == 0
 	p.mu.Lock()
 	if reusable && !p.closed {
 		c.idleSince = time.Now()

@@ -29,6 +29,12 @@ package test
 //     that came without one: each gate talks to the recorder on its own
 //     port, so the recordings can be told apart.
 //
+// Besides what the requests ask, the recording upstream misbehaves on
+// demand, by path segment: /stray/, /nobodystray/ and /chunkedstray/
+// answers carry a whole stray answer past their end (which must never
+// answer the next request), and /slow/ answers come after the gates'
+// proxy.read_header_timeout (and must still arrive).
+//
 // Reset versus orderly close of the client connection is shown in a
 // divergence report but not compared: it depends on whether the gate had
 // read all the input when it closed, i.e. on buffer sizes.
@@ -65,6 +71,15 @@ import (
 // decides it has answered everything it will (the recording upstream
 // answers at once, and every timeout of the gates is far longer).
 const agreeSilence = 500 * time.Millisecond
+
+// agreeSlow is how long the upstream holds a request for a /slow/ path:
+// past the gates' proxy.read_header_timeout (2 s), within their
+// upstream.response_header_timeout (3 s). A client of such a request waits
+// agreeSlowSilence for the gate to answer.
+const (
+	agreeSlow        = 2300 * time.Millisecond
+	agreeSlowSilence = 4 * time.Second
+)
 
 // agreeSettle is how long after an exchange the upstream's recording is
 // taken.
@@ -117,6 +132,17 @@ func agreeSeeds() [][]byte {
 		// A malformed host: in Host, in an absolute-form target.
 		"GET /cl/host HTTP/1.1\r\nHost: chat example\r\n\r\n",
 		"GET http://chat.example:http/cl/abs HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		// A misbehaving upstream: bytes past the end of its answer
+		// (past Content-Length, after a 204, after the last chunk,
+		// after an answer to HEAD) must not answer the next request.
+		"GET /stray/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"GET /nobodystray/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"GET /chunkedstray/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /chunked/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"HEAD /stray/h HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/after-head HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		// A slow upstream: answers after proxy.read_header_timeout has
+		// passed (within upstream.response_header_timeout).
+		"GET /slow/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"POST /slow/post HTTP/1.1\r\nHost: chat.example\r\nContent-Length: 5\r\n\r\nhello",
 	} {
 		seeds = append(seeds, []byte(s))
 	}
@@ -264,6 +290,10 @@ func agreeExchange(addr string, input []byte, halfClose bool) ([]byte, string) {
 		return nil, "not connected: " + err.Error()
 	}
 	defer c.Close()
+	silence := agreeSilence
+	if bytes.Contains(input, []byte("/slow/")) {
+		silence = agreeSlowSilence
+	}
 	c.Write(input) // the gate may close before reading it all: not an error
 	shut := func() { c.(*net.TCPConn).CloseWrite() }
 	if halfClose {
@@ -273,7 +303,7 @@ func agreeExchange(addr string, input []byte, halfClose bool) ([]byte, string) {
 	buf := make([]byte, 64<<10)
 	hardStop := time.Now().Add(15 * time.Second)
 	for {
-		c.SetReadDeadline(time.Now().Add(agreeSilence))
+		c.SetReadDeadline(time.Now().Add(silence))
 		n, err := c.Read(buf)
 		out = append(out, buf[:n]...)
 		var ne net.Error
@@ -696,7 +726,8 @@ func agreeAnswer(r agreeUpReq) ([]byte, bool) {
 
 	modes := []string{"cl", "chunked", "close", "clclose", "nobody", "hints"}
 	mode := modes[sum%uint32(len(modes))]
-	for _, m := range append(modes, "big") {
+	// Chosen by path only: a misbehaving upstream, a slow one.
+	for _, m := range append(modes, "big", "stray", "nobodystray", "chunkedstray", "slow") {
 		if strings.Contains(target, "/"+m+"/") {
 			mode = m
 			break
@@ -705,6 +736,21 @@ func agreeAnswer(r agreeUpReq) ([]byte, bool) {
 	if mode == "big" {
 		// Past maxBufferedBody: streamed, not read whole.
 		body = strings.Repeat(body, 100<<10/len(body)+1)
+	}
+	// stray is what a misbehaving upstream sends past the end of its
+	// answer: itself a whole answer, so a gate that reused the connection
+	// would give it to the next request.
+	stray := ""
+	switch mode {
+	case "stray", "nobodystray", "chunkedstray":
+		stray = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSTRAY!"
+		mode = strings.TrimSuffix(mode, "stray")
+		if mode == "" {
+			mode = "cl"
+		}
+	case "slow":
+		time.Sleep(agreeSlow)
+		mode = "cl"
 	}
 
 	var b strings.Builder
@@ -733,6 +779,11 @@ func agreeAnswer(r agreeUpReq) ([]byte, bool) {
 	}
 	b.WriteString("Set-Cookie: b=2; Path=/\r\nCache-Control: no-store\r\n\r\n")
 	if method == "HEAD" {
+		if stray != "" {
+			// A body after the answer to HEAD.
+			b.WriteString(body)
+		}
+		b.WriteString(stray)
 		return []byte(b.String()), closeAfter
 	}
 	if mode == "chunked" {
@@ -741,5 +792,6 @@ func agreeAnswer(r agreeUpReq) ([]byte, bool) {
 	} else {
 		b.WriteString(body)
 	}
+	b.WriteString(stray)
 	return []byte(b.String()), closeAfter
 }
