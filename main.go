@@ -155,9 +155,19 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		fresh = lag.Fresh
 	}
 
+	// The route tells the mirror which tokens it looked up, batched off the
+	// request's path, so a poll-mode mirror re-checks those against
+	// MongoDB (mirror.active_window).
+	activity := redisstore.NewActivityReporter(rdb, cfg.Redis.KeyPrefix, 0, 0, log)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "sessiongate", Name: "activity_reports_dropped_total",
+		Help: "Token lookups not reported to the mirror because the queue was full.",
+	}, func() float64 { return float64(activity.Dropped()) }))
+
 	var routes []proxy.Route
 	if cfg.Route.Enabled {
 		h, err := sessions.New(sessions.Options{
+			Activity:         activity.Report,
 			Store:            store,
 			OnError:          cfg.Redis.OnError,
 			UnauthorizedBody: cfg.Route.UnauthorizedBody,
@@ -199,6 +209,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	g.Go(func() error { return p.Serve(ln) })
 	if lag != nil {
 		g.Go(func() error { lag.Run(gctx); return nil })
+	}
+	if cfg.Route.Enabled {
+		g.Go(func() error { activity.Run(gctx); return nil })
 	}
 	if admin != nil {
 		g.Go(func() error { return admin.Serve(adminLn) })

@@ -185,6 +185,10 @@ type Mirror struct {
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
 	// BatchSize is the number of writes per Redis pipeline. Default 1000.
 	BatchSize int `mapstructure:"batch_size"`
+	// ActiveWindow is how long a token the proxy reported as used keeps
+	// being re-checked against MongoDB every PollInterval in poll mode.
+	// Default 15m.
+	ActiveWindow time.Duration `mapstructure:"active_window"`
 	// MaxLag, when positive, makes the proxy forward sessions/info upstream
 	// while the mirror's heartbeat is older than this. Default 0 (off).
 	MaxLag time.Duration `mapstructure:"max_lag"`

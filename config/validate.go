@@ -126,6 +126,7 @@ func (c *Config) Validate() error {
 	if c.Mirror.BatchSize <= 0 {
 		bad("mirror.batch_size", c.Mirror.BatchSize, "must be positive")
 	}
+	positive("mirror.active_window", c.Mirror.ActiveWindow)
 	notNegative("mirror.max_lag", c.Mirror.MaxLag)
 	if c.Mirror.Database == "" {
 		bad("mirror.database", "", "must be set")

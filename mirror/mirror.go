@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -54,6 +55,9 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	if mc.PollInterval <= 0 {
 		mc.PollInterval = time.Second
+	}
+	if mc.ActiveWindow <= 0 {
+		mc.ActiveWindow = 15 * time.Minute
 	}
 	mc.Overlap = max(mc.Overlap, 0)
 	client, err := mongo.Connect(options.Client().ApplyURI(mc.MongoURL).SetAppName("sessiongate-mirror"))
@@ -95,6 +99,9 @@ type mirror struct {
 	bar io.Writer // nil: no progress bar
 
 	cp redisstore.Checkpoint
+	// exp is the Accounts_LoginExpiration last read, for the re-check
+	// goroutine; 0 until start has read it.
+	exp atomic.Int64
 }
 
 // backoff bounds retries after failures.
@@ -131,6 +138,14 @@ func (m *mirror) run(ctx context.Context) error {
 			m.reconcileLoop(ctx)
 		}()
 	}
+
+	// Re-checking active tokens runs beside polling too: a poll that reads
+	// a large backlog must not delay a revocation.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.recheckLoop(ctx)
+	}()
 
 	poll := time.NewTicker(m.cfg.PollInterval)
 	defer poll.Stop()
@@ -181,12 +196,42 @@ func (m *mirror) reconcileLoop(ctx context.Context) {
 	}
 }
 
+// recheckLoop re-checks the active tokens every PollInterval until ctx
+// ends.
+func (m *mirror) recheckLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.PollInterval)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		_, err := m.recheckActive(rctx, time.Duration(m.exp.Load()))
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			failures++
+			if failures == 1 || failures%10 == 0 {
+				m.log.Error("active token re-check failed", zap.Error(err), zap.Int("consecutive_failures", failures))
+			}
+		case failures > 0:
+			m.log.Info("active token re-check recovered", zap.Int("failures", failures))
+			failures = 0
+		}
+	}
+}
+
 // start resumes from the checkpoint, or runs the initial sync.
 func (m *mirror) start(ctx context.Context) error {
 	exp, err := loginExpiration(ctx, m.db)
 	if err != nil {
 		return err
 	}
+	m.exp.Store(int64(exp))
 	cp, err := m.w.LoadCheckpoint(ctx)
 	switch {
 	case err == nil && cp.Database == m.db.Name():
@@ -222,7 +267,7 @@ func (m *mirror) initialSync(ctx context.Context, exp time.Duration) error {
 		zap.Int("users", users), zap.Int("tokens", tokens), zap.Int("sessions", sessions),
 		zap.Duration("elapsed", elapsed),
 		zap.Float64("docs_per_second", float64(users+sessions)/max(elapsed.Seconds(), 1e-3)))
-	m.cp = redisstore.Checkpoint{Database: m.db.Name(), Users: began, Sessions: began, LoginExpiration: exp}
+	m.cp = redisstore.Checkpoint{Database: m.db.Name(), Users: began, Sessions: began, Trash: began, LoginExpiration: exp}
 	if err := m.w.SaveCheckpoint(ctx, m.cp); err != nil {
 		return err
 	}
@@ -294,6 +339,7 @@ func (m *mirror) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.exp.Store(int64(exp))
 	if exp != m.cp.LoginExpiration {
 		if err := m.resyncTokens(ctx, exp); err != nil {
 			return err
@@ -307,11 +353,20 @@ func (m *mirror) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.cp.Trash.IsZero() { // a checkpoint of an older version
+		m.cp.Trash = m.cp.Users
+	}
+	trashHigh, deleted, err := m.pollTrash(ctx, m.cp.Trash, exp)
+	if err != nil {
+		return err
+	}
+	users += deleted
 	// The high-water mark never passes the poll's own start: a document
 	// stamped in the future by a fast clock must not hide the ones stamped
 	// by correct clocks.
 	m.cp.Users = maxTime(m.cp.Users, minTime(usersHigh, began))
 	m.cp.Sessions = maxTime(m.cp.Sessions, minTime(sessionsHigh, began))
+	m.cp.Trash = maxTime(m.cp.Trash, minTime(trashHigh, began))
 	if err := m.w.SaveCheckpoint(ctx, m.cp); err != nil {
 		return err
 	}

@@ -487,6 +487,10 @@ type Checkpoint struct {
 	// LoginExpiration is the Accounts_LoginExpiration the token expiries
 	// were computed with.
 	LoginExpiration time.Duration
+	// Trash is the high-water mark of _deletedAt read from
+	// rocketchat__trash (deleted users); zero in checkpoints of older
+	// versions.
+	Trash time.Time
 }
 
 // LoadCheckpoint returns the stored checkpoint, or ErrNoCheckpoint.
@@ -505,12 +509,16 @@ func (w *Writer) LoadCheckpoint(ctx context.Context) (Checkpoint, error) {
 		// A damaged checkpoint only costs a full sync.
 		return Checkpoint{}, ErrNoCheckpoint
 	}
-	return Checkpoint{
+	cp := Checkpoint{
 		Database:        m["database"],
 		Users:           time.UnixMilli(users),
 		Sessions:        time.UnixMilli(sessions),
 		LoginExpiration: time.Duration(exp) * time.Millisecond,
-	}, nil
+	}
+	if trash, err := strconv.ParseInt(m["trash"], 10, 64); err == nil {
+		cp.Trash = time.UnixMilli(trash)
+	}
+	return cp, nil
 }
 
 // SaveCheckpoint stores cp.
@@ -521,6 +529,7 @@ func (w *Writer) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
 		"users", cp.Users.UnixMilli(),
 		"sessions", cp.Sessions.UnixMilli(),
 		"login_expiration_ms", cp.LoginExpiration.Milliseconds(),
+		"trash", cp.Trash.UnixMilli(),
 	).Err()
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
