@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -105,11 +106,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cmd == "mirror" {
-		if err := mirror.Run(ctx, cfg, log); err != nil {
-			log.Error("mirror failed", zap.Error(err))
-			return exitConfig
-		}
-		return exitOK
+		return runMirror(ctx, cfg, log, stderr)
 	}
 	if cmd == "demo" {
 		// Points cfg at an embedded Redis and a stand-in upstream; stopped
@@ -279,4 +276,44 @@ func newLogger(cfg *config.Log, w io.Writer) (*zap.Logger, error) {
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
 	return zap.New(core), nil
+}
+
+// runMirror runs `sessiongate mirror` and its admin listener (admin.listen:
+// /healthz, /readyz once the initial sync is done and the mirror follows
+// MongoDB, /metrics) until ctx ends.
+func runMirror(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.Writer) int {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mr, err := mirror.New(cfg, log, reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+	var admin *http.Server
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: admin.listen: %q: %v\n", cfg.Admin.Listen, err)
+			return exitConfig
+		}
+		admin = &http.Server{Handler: mr.AdminHandler(reg), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() {
+			if err := admin.Serve(adminLn); err != nil && err != http.ErrServerClosed {
+				log.Error("admin listener failed", zap.Error(err))
+			}
+		}()
+	}
+	log.Info("mirror starting", zap.String("version", version), zap.String("admin", addrOf(adminLn)),
+		zap.String("follow", cfg.Mirror.Follow), zap.String("mongo_url", config.RedactURL(cfg.Mirror.MongoURL)))
+	err = mr.Run(ctx)
+	if admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = admin.Shutdown(sctx)
+	}
+	if err != nil {
+		log.Error("mirror failed", zap.Error(err))
+		return exitFailed
+	}
+	return exitOK
 }

@@ -175,6 +175,10 @@ type Mirror struct {
 	MongoURL string `mapstructure:"mongo_url"`
 	// Database is Rocket.Chat's database name. Default "rocketchat".
 	Database string `mapstructure:"database"`
+	// Follow is how changes are followed: "auto" (change streams when the
+	// server offers them, else polling), "change_stream" or "poll".
+	// Default "auto".
+	Follow string `mapstructure:"follow"`
 	// PollInterval is how often changes are polled. Default 1s.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// Overlap re-reads this window before the checkpoint so documents with

@@ -75,6 +75,7 @@ var Keys = []Key{
 
 	{"mirror.mongo_url", "", "Rocket.Chat's MongoDB URL (sessiongate mirror)", true},
 	{"mirror.database", "rocketchat", "Rocket.Chat's database name", false},
+	{"mirror.follow", "auto", "how the mirror follows MongoDB: auto, change_stream or poll", false},
 	{"mirror.poll_interval", time.Second, "how often the mirror polls for changes", false},
 	{"mirror.overlap", 5 * time.Second, "window re-read before the checkpoint so no change is skipped", false},
 	{"mirror.reconcile_interval", 10 * time.Minute, "how often keys of deleted documents are removed", false},
