@@ -51,6 +51,10 @@ func TestValidateNamesKeyAndValue(t *testing.T) {
 		{"mirror.reconcile_interval", "0s", nil},
 		{"mirror.batch_size", "0", nil},
 		{"mirror.max_lag", "-1s", nil},
+		{"mirror.active_window", "0s", nil},
+		{"mirror.follow", "oplog", nil},
+		{"mirror.mongo_url", "postgres://db:5432/rocketchat", nil},
+		{"mirror.mongo_url", "mongo:27017", nil},
 		{"mirror.database", "", nil},
 	}
 	for _, tt := range tests {
