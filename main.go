@@ -158,7 +158,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	activity := redisstore.NewActivityReporter(rdb, cfg.Redis.KeyPrefix, 0, 0, log)
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "sessiongate", Name: "activity_reports_dropped_total",
-		Help: "Token lookups not reported to the mirror because the queue was full.",
+		Help: "Token lookups not reported to the mirror: queue full, or over the 401s reported per flush.",
 	}, func() float64 { return float64(activity.Dropped()) }))
 
 	var routes []proxy.Route

@@ -310,6 +310,11 @@ func (m *mirror) follow(ctx context.Context, cs *mongo.ChangeStream) error {
 				if err := m.w.SaveCheckpoint(ctx, m.cp); err != nil {
 					return err
 				}
+				// The proxy reports the tokens it uses whatever the
+				// mirror's mode; only poll mode reads them.
+				if err := m.w.ClearActive(ctx); err != nil {
+					return err
+				}
 			}
 			if err := m.w.SetHeartbeat(ctx, now); err != nil {
 				return err

@@ -52,6 +52,9 @@ type ActivityReporter struct {
 	written atomic.Uint64
 }
 
+// maxMissesPerFlush bounds the 401s reported per flush.
+const maxMissesPerFlush = 256
+
 // DefaultActivityQueue is the reporter's channel capacity.
 const DefaultActivityQueue = 4096
 
@@ -104,13 +107,27 @@ func (r *ActivityReporter) Run(ctx context.Context) {
 	t := time.NewTicker(r.every)
 	defer t.Stop()
 	batch := make(map[string]struct{})
+	misses := 0
+	add := func(a activity) {
+		if a.kind == ActivityMiss {
+			// 401s are mostly wrong tokens; a new login needs only one
+			// of its first few reported. Bounded per flush so that a
+			// flood of made-up tokens cannot crowd out the valid ones.
+			if misses >= maxMissesPerFlush {
+				r.dropped.Add(1)
+				return
+			}
+			misses++
+		}
+		batch[string(a.kind)+string(a.hash[:])+string(a.user[:a.n])] = struct{}{}
+	}
 	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case a := <-r.ch:
-			batch[string(a.kind)+string(a.hash[:])+string(a.user[:a.n])] = struct{}{}
+			add(a)
 			continue
 		case <-t.C:
 		}
@@ -119,11 +136,12 @@ func (r *ActivityReporter) Run(ctx context.Context) {
 		for len(batch) < 10000 {
 			select {
 			case a := <-r.ch:
-				batch[string(a.kind)+string(a.hash[:])+string(a.user[:a.n])] = struct{}{}
+				add(a)
 			default:
 				break drain
 			}
 		}
+		misses = 0
 		if len(batch) == 0 {
 			continue
 		}
@@ -159,14 +177,20 @@ type ActiveToken struct {
 	Member string
 }
 
+// MaxActiveTokens bounds the activity set: beyond it the oldest entries
+// go, so a flood of made-up tokens cannot grow it without limit.
+const MaxActiveTokens = 200000
+
 // ActiveTokens returns the entries of the activity set seen at or after
-// since, and removes those seen before it.
+// since, and removes those seen before it (and the oldest beyond
+// MaxActiveTokens).
 func (w *Writer) ActiveTokens(ctx context.Context, since time.Time) ([]ActiveToken, error) {
 	key := w.keys.Prefix + activityName
 	cut := strconv.FormatInt(since.UnixMilli(), 10)
 	var rng *redis.StringSliceCmd
 	_, err := w.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRemRangeByScore(ctx, key, "-inf", "("+cut)
+		p.ZRemRangeByRank(ctx, key, 0, -MaxActiveTokens-1)
 		rng = p.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: cut, Max: "+inf"})
 		return nil
 	})
@@ -182,6 +206,15 @@ func (w *Writer) ActiveTokens(ctx context.Context, since time.Time) ([]ActiveTok
 		out = append(out, ActiveToken{Kind: m[0], Hash: m[1 : 1+auth.HashedTokenLen], UserID: m[1+auth.HashedTokenLen:], Member: m})
 	}
 	return out, nil
+}
+
+// ClearActive empties the activity set: a mirror following change streams
+// has no use for it.
+func (w *Writer) ClearActive(ctx context.Context) error {
+	if err := w.client.Del(ctx, w.keys.Prefix+activityName).Err(); err != nil {
+		return fmt.Errorf("clear active tokens: %w", err)
+	}
+	return nil
 }
 
 // RemoveActive removes entries the mirror has dealt with for good.
