@@ -4,11 +4,13 @@
 //
 // It reads MongoDB only (the "read" role suffices): users for login tokens,
 // rocketchat_sessions for session documents, rocketchat_settings for
-// Accounts_LoginExpiration. After an initial sync it polls both collections
-// by _updatedAt, re-reading an overlap window so equal or late timestamps are
-// never skipped, and a periodic reconciliation removes keys whose documents
-// are gone (deletions leave no _updatedAt behind). An index on _updatedAt
-// in users and rocketchat_sessions keeps the polls cheap on large servers.
+// Accounts_LoginExpiration. After an initial sync it follows changes with a
+// change stream where the server offers one (changestream.go), or else by
+// polling both collections by _updatedAt (re-reading an overlap window so
+// equal or late timestamps are never skipped), re-checking the tokens the
+// proxy reports as recently used (active.go) and reading deleted users from
+// rocketchat__trash. A periodic reconciliation removes keys whose documents
+// are gone. See docs/mirror.md.
 //
 // Several mirrors may run at once: every write is idempotent, the winner
 // among duplicate sessions is deterministic, token sets are versioned by the

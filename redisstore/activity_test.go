@@ -94,3 +94,12 @@ func TestDeleteUser(t *testing.T) {
 		t.Errorf("keys left: %v", keys)
 	}
 }
+
+// Report is on the route's path: it must not allocate.
+func TestActivityReportDoesNotAllocate(t *testing.T) {
+	rep := redisstore.NewActivityReporter(nil, "rc:", 4, 0, nil)
+	user, hash := []byte("u1"), []byte(auth.HashToken("t"))
+	if n := testing.AllocsPerRun(100, func() { rep.Report(redisstore.ActivityHit, user, hash) }); n != 0 {
+		t.Errorf("Report allocates %v times, want 0", n)
+	}
+}
