@@ -25,9 +25,14 @@ import (
 //     write that user's token set: a new login is served within a second
 //     even when nothing bumped _updatedAt.
 
+// revokedRecheck is how long after its last use a token found removed
+// keeps being re-checked (and its user rewritten).
+const revokedRecheck = 10 * time.Second
+
 // recheckStats is one re-check's work.
 type recheckStats struct {
 	checked, revoked, added, usersDeleted int
+	rewrites                              int // removed tokens seen (again) this time
 }
 
 // recheckActive re-checks the tokens seen since now − ActiveWindow.
@@ -92,14 +97,24 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 		case a.Kind == redisstore.ActivityHit && valid:
 			continue // still valid: check again next time
 		case a.Kind == redisstore.ActivityHit:
-			st.revoked++
+			st.rewrites++
 		case valid:
 			st.added++
 		}
-		// A miss that MongoDB does not know either is a wrong token: done.
-		done = append(done, a.Member)
-		if a.Kind == redisstore.ActivityMiss && !valid {
-			continue
+		switch {
+		case a.Kind == redisstore.ActivityMiss:
+			// Written now, or a wrong token MongoDB does not know either:
+			// done.
+			done = append(done, a.Member)
+			if !valid {
+				continue
+			}
+		case now.Sub(a.Seen) >= revokedRecheck:
+			// Removed, and rewritten on every re-check since: a poll
+			// that read the user before the removal and wrote after
+			// the first rewrite has been undone by now. Counted once.
+			done = append(done, a.Member)
+			st.revoked++
 		}
 		if !rewrite[a.UserID] {
 			rewrite[a.UserID] = true
@@ -143,14 +158,18 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 				u.Stale = append(u.Stale, a.Hash)
 			}
 		}
+		// Read after the reports, so newer than what Redis holds even when
+		// _updatedAt is not (the removal may not have bumped it, and
+		// instances' clocks differ).
+		u.Force = true
 		writes = append(writes, u)
 	}
 	if _, err := m.w.WriteUserTokens(ctx, writes); err != nil {
 		return err
 	}
-	if st.revoked+st.added > 0 {
+	if st.rewrites+st.added > 0 {
 		m.log.Debug("active tokens re-checked", zap.Int("checked", st.checked),
-			zap.Int("revoked", st.revoked), zap.Int("added", st.added), zap.Int("users_deleted", st.usersDeleted))
+			zap.Int("removed_tokens", st.rewrites), zap.Int("added", st.added), zap.Int("users_deleted", st.usersDeleted))
 	}
 	return m.w.RemoveActive(ctx, done)
 }

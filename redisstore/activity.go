@@ -175,6 +175,8 @@ type ActiveToken struct {
 	UserID string
 	// Member is the entry as stored, for RemoveActive.
 	Member string
+	// Seen is when the proxy last reported it.
+	Seen time.Time
 }
 
 // MaxActiveTokens bounds the activity set: beyond it the oldest entries
@@ -187,11 +189,11 @@ const MaxActiveTokens = 200000
 func (w *Writer) ActiveTokens(ctx context.Context, since time.Time) ([]ActiveToken, error) {
 	key := w.keys.Prefix + activityName
 	cut := strconv.FormatInt(since.UnixMilli(), 10)
-	var rng *redis.StringSliceCmd
+	var rng *redis.ZSliceCmd
 	_, err := w.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRemRangeByScore(ctx, key, "-inf", "("+cut)
 		p.ZRemRangeByRank(ctx, key, 0, -MaxActiveTokens-1)
-		rng = p.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: cut, Max: "+inf"})
+		rng = p.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: cut, Max: "+inf"})
 		return nil
 	})
 	if err != nil {
@@ -199,11 +201,13 @@ func (w *Writer) ActiveTokens(ctx context.Context, since time.Time) ([]ActiveTok
 	}
 	members := rng.Val()
 	out := make([]ActiveToken, 0, len(members))
-	for _, m := range members {
-		if len(m) < 2+auth.HashedTokenLen {
+	for _, z := range members {
+		m, ok := z.Member.(string)
+		if !ok || len(m) < 2+auth.HashedTokenLen {
 			continue
 		}
-		out = append(out, ActiveToken{Kind: m[0], Hash: m[1 : 1+auth.HashedTokenLen], UserID: m[1+auth.HashedTokenLen:], Member: m})
+		out = append(out, ActiveToken{Kind: m[0], Hash: m[1 : 1+auth.HashedTokenLen], UserID: m[1+auth.HashedTokenLen:],
+			Member: m, Seen: time.UnixMilli(int64(z.Score))})
 	}
 	return out, nil
 }
