@@ -84,7 +84,7 @@ var commands = []command{
 	{
 		name: "mirror", args: "[flags]",
 		summary: "copy Rocket.Chat's sessions and login tokens from MongoDB into Redis, and keep them in step",
-		flags:   keysUnder("redis.", "mirror.", "log."),
+		flags:   keysUnder("redis.", "mirror.", "admin.", "log."),
 	},
 	{
 		name: "check-config", args: "[flags]",

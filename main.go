@@ -131,11 +131,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	ctx, stop := notifyContext(log, os.Exit)
 	defer stop()
 	if cmd == "mirror" {
-		if err := mirror.Run(ctx, cfg, log); err != nil {
-			log.Error("mirror failed", zap.Error(err))
-			return exitConfig
-		}
-		return exitOK
+		return runMirror(ctx, cfg, log, stderr)
 	}
 	if cmd == "demo" {
 		// Points cfg at an embedded Redis and a stand-in upstream; stopped
@@ -181,11 +177,21 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		fresh = lag.Fresh
 	}
 
+	// The route tells the mirror which tokens it looked up, batched off the
+	// request's path, so a poll-mode mirror re-checks those against
+	// MongoDB (mirror.active_window).
+	activity := redisstore.NewActivityReporter(rdb, cfg.Redis.KeyPrefix, 0, 0, log)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "sessiongate", Name: "activity_reports_dropped_total",
+		Help: "Token lookups not reported to the mirror: queue full, or over the 401s reported per flush.",
+	}, func() float64 { return float64(activity.Dropped()) }))
+
 	var routes []proxy.Route
 	var sh *shadow.Shadow // with sessions.shadow.rate, compares the route with the upstream
 	var versions *sessions.VersionWatcher
 	if cfg.Route.Enabled {
 		h, err := sessions.New(sessions.Options{
+			Activity:         activity.Report,
 			Store:            store,
 			OnError:          cfg.Redis.OnError,
 			UnauthorizedBody: cfg.Route.UnauthorizedBody,
@@ -260,6 +266,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		Help: "1 while /readyz answers 200; 0 once shutdown began.",
 	})
 	reg.MustRegister(ready)
+	if cfg.Route.Enabled {
+		g.Go(func() error { activity.Run(gctx); return nil })
+	}
 	if admin != nil {
 		g.Go(func() error { return admin.Serve(adminLn) })
 		admin.SetReady(true)
@@ -373,4 +382,44 @@ func newLogger(cfg *config.Log, w io.Writer) (*zap.Logger, error) {
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
 	return zap.New(core), nil
+}
+
+// runMirror runs `sessiongate mirror` and its admin listener (admin.listen:
+// /healthz, /readyz once the initial sync is done and the mirror follows
+// MongoDB, /metrics) until ctx ends.
+func runMirror(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.Writer) int {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mr, err := mirror.New(cfg, log, reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+	var admin *http.Server
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			fmt.Fprintf(stderr, "sessiongate: admin.listen: %q: %v\n", cfg.Admin.Listen, err)
+			return exitConfig
+		}
+		admin = &http.Server{Handler: mr.AdminHandler(reg), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() {
+			if err := admin.Serve(adminLn); err != nil && err != http.ErrServerClosed {
+				log.Error("admin listener failed", zap.Error(err))
+			}
+		}()
+	}
+	log.Info("mirror starting", zap.String("version", version), zap.String("admin", addrOf(adminLn)),
+		zap.String("follow", cfg.Mirror.Follow), zap.String("mongo_url", config.RedactURL(cfg.Mirror.MongoURL)))
+	err = mr.Run(ctx)
+	if admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = admin.Shutdown(sctx)
+	}
+	if err != nil {
+		log.Error("mirror failed", zap.Error(err))
+		return exitFailed
+	}
+	return exitOK
 }

@@ -193,6 +193,10 @@ type Mirror struct {
 	MongoURL string `mapstructure:"mongo_url"`
 	// Database is Rocket.Chat's database name. Default "rocketchat".
 	Database string `mapstructure:"database"`
+	// Follow is how changes are followed: "auto" (change streams when the
+	// server offers them, else polling), "change_stream" or "poll".
+	// Default "auto".
+	Follow string `mapstructure:"follow"`
 	// PollInterval is how often changes are polled. Default 1s.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// Overlap re-reads this window before the checkpoint so documents with
@@ -203,6 +207,10 @@ type Mirror struct {
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
 	// BatchSize is the number of writes per Redis pipeline. Default 1000.
 	BatchSize int `mapstructure:"batch_size"`
+	// ActiveWindow is how long a token the proxy reported as used keeps
+	// being re-checked against MongoDB every PollInterval in poll mode.
+	// Default 15m.
+	ActiveWindow time.Duration `mapstructure:"active_window"`
 	// MaxLag, when positive, makes the proxy forward sessions/info upstream
 	// while the mirror's heartbeat is older than this. Default 0 (off).
 	MaxLag time.Duration `mapstructure:"max_lag"`

@@ -79,9 +79,11 @@ var Keys = []Key{
 
 	{"mirror.mongo_url", "", "Rocket.Chat's MongoDB URL (sessiongate mirror)", true},
 	{"mirror.database", "rocketchat", "Rocket.Chat's database name", false},
+	{"mirror.follow", "auto", "how the mirror follows MongoDB: auto, change_stream or poll", false},
 	{"mirror.poll_interval", time.Second, "how often the mirror polls for changes", false},
 	{"mirror.overlap", 5 * time.Second, "window re-read before the checkpoint so no change is skipped", false},
 	{"mirror.reconcile_interval", 10 * time.Minute, "how often keys of deleted documents are removed", false},
+	{"mirror.active_window", 15 * time.Minute, "poll mode: tokens used this recently are re-checked against MongoDB every poll", false},
 	{"mirror.batch_size", 1000, "writes per Redis pipeline", false},
 	{"mirror.max_lag", time.Duration(0), "proxy forwards the route while the mirror is older than this (0: off)", false},
 

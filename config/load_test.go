@@ -63,6 +63,8 @@ var everyKey = []struct {
 	{"mirror.poll_interval", "2s", 2 * time.Second},
 	{"mirror.overlap", "10s", 10 * time.Second},
 	{"mirror.reconcile_interval", "1h", time.Hour},
+	{"mirror.active_window", "1h", time.Hour},
+	{"mirror.follow", "poll", "poll"},
 	{"mirror.batch_size", "500", 500},
 	{"mirror.max_lag", "30s", 30 * time.Second},
 	{"sessions.shadow.rate", "0.25", 0.25},

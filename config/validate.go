@@ -131,12 +131,21 @@ func (c *Config) Validate() error {
 	notNegative("shutdown.delay", c.Shutdown.Delay)
 	positive("shutdown.timeout", c.Shutdown.Timeout)
 
+	switch c.Mirror.Follow {
+	case "auto", "change_stream", "poll":
+	default:
+		bad("mirror.follow", c.Mirror.Follow, "must be auto, change_stream or poll")
+	}
+	if u := c.Mirror.MongoURL; u != "" && !strings.HasPrefix(u, "mongodb://") && !strings.HasPrefix(u, "mongodb+srv://") {
+		bad("mirror.mongo_url", RedactURL(u), "must be a mongodb:// or mongodb+srv:// URL")
+	}
 	positive("mirror.poll_interval", c.Mirror.PollInterval)
 	notNegative("mirror.overlap", c.Mirror.Overlap)
 	positive("mirror.reconcile_interval", c.Mirror.ReconcileInterval)
 	if c.Mirror.BatchSize <= 0 {
 		bad("mirror.batch_size", c.Mirror.BatchSize, "must be positive")
 	}
+	positive("mirror.active_window", c.Mirror.ActiveWindow)
 	notNegative("mirror.max_lag", c.Mirror.MaxLag)
 	if c.Mirror.Database == "" {
 		bad("mirror.database", "", "must be set")

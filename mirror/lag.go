@@ -22,7 +22,15 @@ type LagWatcher struct {
 	// last is the newest heartbeat seen, as Unix nanoseconds; 0 until one
 	// has been read.
 	last atomic.Int64
+
+	// Run's goroutine only: the guard's state as last logged.
+	forwarding bool
+	lastLog    time.Time
+	suppressed int
 }
+
+// guardLogEvery rate-limits the guard's start/stop warnings.
+var guardLogEvery = 10 * time.Second
 
 // NewLagWatcher returns a watcher that calls read (e.g. a closure over
 // redisstore.MirrorHeartbeat) every interval and calls data stale once the
@@ -70,6 +78,7 @@ func (w *LagWatcher) Run(ctx context.Context) {
 }
 
 func (w *LagWatcher) poll(ctx context.Context) {
+	defer w.logGuard()
 	rctx, cancel := context.WithTimeout(ctx, w.interval)
 	defer cancel()
 	hb, err := w.read(rctx)
@@ -81,5 +90,34 @@ func (w *LagWatcher) poll(ctx context.Context) {
 	}
 	if n := hb.UnixNano(); n > w.last.Load() {
 		w.last.Store(n)
+	}
+}
+
+// logGuard warns when the stale-data guard starts or stops forwarding the
+// route, at most once per guardLogEvery (a flapping mirror is counted, not
+// logged each time). The first poll only logs when already forwarding.
+func (w *LagWatcher) logGuard() {
+	forwarding := !w.Fresh()
+	if forwarding == w.forwarding {
+		return
+	}
+	now := time.Now()
+	if !w.lastLog.IsZero() && now.Sub(w.lastLog) < guardLogEvery {
+		w.suppressed++
+		return
+	}
+	w.forwarding = forwarding
+	var age zap.Field
+	if last := w.last.Load(); last != 0 {
+		age = zap.Duration("heartbeat_age", now.Sub(time.Unix(0, last)).Round(time.Millisecond))
+	} else {
+		age = zap.String("heartbeat_age", "none seen")
+	}
+	fields := []zap.Field{age, zap.Duration("max_lag", w.maxLag), zap.Int("changes_not_logged", w.suppressed)}
+	w.lastLog, w.suppressed = now, 0
+	if forwarding {
+		w.log.Warn("mirror data stale: forwarding sessions/info upstream", fields...)
+	} else {
+		w.log.Warn("mirror data fresh again: answering sessions/info from Redis", fields...)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestLagWatcherFreshness(t *testing.T) {
@@ -59,4 +61,42 @@ func TestLagWatcherFreshness(t *testing.T) {
 	// Redis unreadable: no newer heartbeat is seen, so the data turns stale.
 	failing.Store(true)
 	eventually(false, "while the heartbeat cannot be read")
+}
+
+func TestLagWatcherLogsGuardStartAndStop(t *testing.T) {
+	var heartbeat atomic.Int64
+	read := func(context.Context) (time.Time, error) {
+		if n := heartbeat.Load(); n != 0 {
+			return time.Unix(0, n), nil
+		}
+		return time.Time{}, errors.New("no heartbeat")
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	w, err := NewLagWatcher(read, 100*time.Millisecond, 10*time.Millisecond, zap.New(core), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w.poll(ctx) // no heartbeat: forwarding
+	heartbeat.Store(time.Now().UnixNano())
+	w.poll(ctx) // fresh, but within the rate limit: not logged
+	if got := logs.Len(); got != 1 {
+		t.Fatalf("logs after stale then fresh within %v: got %d, want 1", guardLogEvery, got)
+	}
+	w.lastLog = time.Now().Add(-guardLogEvery) // the limit has passed
+	w.poll(ctx)
+	time.Sleep(150 * time.Millisecond)
+	w.poll(ctx) // stale again but rate-limited
+	all := logs.All()
+	if len(all) != 2 {
+		t.Fatalf("logs: got %d, want 2", len(all))
+	}
+	for i, want := range []string{"mirror data stale: forwarding sessions/info upstream", "mirror data fresh again: answering sessions/info from Redis"} {
+		if all[i].Message != want || all[i].Level != zapcore.WarnLevel {
+			t.Errorf("log %d: got %s %q, want warn %q", i, all[i].Level, all[i].Message, want)
+		}
+	}
+	if n := all[1].ContextMap()["changes_not_logged"]; n != int64(1) {
+		t.Errorf("changes_not_logged: got %v, want 1", n)
+	}
 }

@@ -4,11 +4,13 @@
 //
 // It reads MongoDB only (the "read" role suffices): users for login tokens,
 // rocketchat_sessions for session documents, rocketchat_settings for
-// Accounts_LoginExpiration. After an initial sync it polls both collections
-// by _updatedAt, re-reading an overlap window so equal or late timestamps are
-// never skipped, and a periodic reconciliation removes keys whose documents
-// are gone (deletions leave no _updatedAt behind). An index on _updatedAt
-// in users and rocketchat_sessions keeps the polls cheap on large servers.
+// Accounts_LoginExpiration. After an initial sync it follows changes with a
+// change stream where the server offers one (changestream.go), or else by
+// polling both collections by _updatedAt (re-reading an overlap window so
+// equal or late timestamps are never skipped), re-checking the tokens the
+// proxy reports as recently used (active.go) and reading deleted users from
+// rocketchat__trash. A periodic reconciliation removes keys whose documents
+// are gone. See docs/mirror.md.
 //
 // Several mirrors may run at once: every write is idempotent, the winner
 // among duplicate sessions is deterministic, token sets are versioned by the
@@ -23,9 +25,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -36,18 +41,42 @@ import (
 )
 
 // Run mirrors cfg.Mirror.MongoURL into the Redis of cfg.Redis until ctx
-// ends, then returns nil. It starts with a full sync unless a checkpoint of
-// an earlier run for the same database is found, in which case it resumes
-// polling from there. MongoDB or Redis failures are logged and retried with
-// backoff; Run returns an error only for a configuration it cannot use.
+// ends, then returns nil; see New and Mirror.Run.
 func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	mr, err := New(cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	return mr.Run(ctx)
+}
+
+// Mirror is `sessiongate mirror`, built by New.
+type Mirror struct {
+	m      *mirror
+	client *mongo.Client
+	rc     interface{ Close() error }
+}
+
+// New checks the configuration and prepares a mirror without any I/O;
+// metrics go to reg (none when nil). Errors name the key at fault.
+func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*Mirror, error) {
 	log = log.Named("mirror")
 	mc := cfg.Mirror
 	if mc.MongoURL == "" {
-		return errors.New("mirror.mongo_url: required")
+		return nil, errors.New("mirror.mongo_url: required")
+	}
+	if !strings.HasPrefix(mc.MongoURL, "mongodb://") && !strings.HasPrefix(mc.MongoURL, "mongodb+srv://") {
+		return nil, errors.New("mirror.mongo_url: must be a mongodb:// or mongodb+srv:// URL")
 	}
 	if mc.Database == "" {
-		return errors.New("mirror.database: required")
+		return nil, errors.New("mirror.database: required")
+	}
+	switch mc.Follow {
+	case "":
+		mc.Follow = FollowAuto
+	case FollowAuto, FollowChangeStream, FollowPoll:
+	default:
+		return nil, fmt.Errorf("mirror.follow: %q: must be %s, %s or %s", mc.Follow, FollowAuto, FollowChangeStream, FollowPoll)
 	}
 	if mc.BatchSize <= 0 {
 		mc.BatchSize = 1000
@@ -55,33 +84,64 @@ func Run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if mc.PollInterval <= 0 {
 		mc.PollInterval = time.Second
 	}
-	mc.Overlap = max(mc.Overlap, 0)
-	client, err := mongo.Connect(options.Client().ApplyURI(mc.MongoURL).SetAppName("sessiongate-mirror"))
-	if err != nil {
-		return fmt.Errorf("mirror.mongo_url: %w", err)
+	if mc.ActiveWindow <= 0 {
+		mc.ActiveWindow = 15 * time.Minute
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = client.Disconnect(dctx)
-	}()
+	mc.Overlap = max(mc.Overlap, 0)
+	client, err := mongo.Connect(options.Client().ApplyURI(mc.MongoURL).SetAppName("sessiongate-mirror").
+		// A server that cannot be reached fails the first operation
+		// within seconds, so the log says so at once.
+		SetServerSelectionTimeout(5 * time.Second))
+	if err != nil {
+		// The driver's message may quote the URL: name the key only.
+		return nil, fmt.Errorf("mirror.mongo_url: %s", redactErr(err, mc.MongoURL))
+	}
 	rc, err := redisstore.NewMirrorClient(&cfg.Redis)
 	if err != nil {
-		return err
+		_ = client.Disconnect(context.Background())
+		return nil, err
 	}
-	defer rc.Close()
-
+	met, err := newMetrics(reg)
+	if err != nil {
+		_ = client.Disconnect(context.Background())
+		_ = rc.Close()
+		return nil, err
+	}
 	m := &mirror{
-		db:  client.Database(mc.Database),
-		w:   redisstore.NewWriter(rc, cfg.Redis.KeyPrefix, mc.BatchSize),
-		cfg: mc,
-		log: log,
+		db:      client.Database(mc.Database),
+		w:       redisstore.NewWriter(rc, cfg.Redis.KeyPrefix, mc.BatchSize),
+		cfg:     mc,
+		log:     log,
+		metrics: met,
 	}
 	// A progress bar only for a person watching: stderr is a terminal.
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		m.bar = os.Stderr
 	}
-	return m.run(ctx)
+	return &Mirror{m: m, client: client, rc: rc}, nil
+}
+
+// Run mirrors until ctx ends, then returns nil and releases the
+// connections. It starts with a full sync unless a checkpoint of an earlier
+// run for the same database is found, in which case it resumes from there.
+// MongoDB or Redis failures are logged and retried with backoff.
+func (mr *Mirror) Run(ctx context.Context) error {
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = mr.client.Disconnect(dctx)
+		_ = mr.rc.Close()
+	}()
+	return mr.m.run(ctx)
+}
+
+// redactErr is err's text with the URL's password removed.
+func redactErr(err error, url string) string {
+	msg := err.Error()
+	if red := config.RedactURL(url); red != url {
+		msg = strings.ReplaceAll(msg, url, red)
+	}
+	return msg
 }
 
 // mirror is one running mirror. Polling (and cp) belongs to Run's
@@ -94,7 +154,12 @@ type mirror struct {
 	log *zap.Logger
 	bar io.Writer // nil: no progress bar
 
+	metrics *metrics
+
 	cp redisstore.Checkpoint
+	// exp is the Accounts_LoginExpiration last read, for the re-check
+	// goroutine; 0 until start has read it.
+	exp atomic.Int64
 }
 
 // backoff bounds retries after failures.
@@ -103,7 +168,30 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
+// retrySchedule is logged with every retried failure.
+const retrySchedule = "backoff doubles from 500ms up to 30s"
+
 func (m *mirror) run(ctx context.Context) error {
+	mode, ok := m.chooseMode(ctx)
+	if !ok {
+		return nil
+	}
+	m.metrics.mode.Store(mode)
+	if mode == FollowChangeStream {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		if m.cfg.ReconcileInterval > 0 {
+			// Deleted sessions whose collection keeps no pre-images, and
+			// anything else a bug might leave behind.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.reconcileLoop(ctx)
+			}()
+		}
+		return m.runStream(ctx)
+	}
+
 	wait := minBackoff
 	for {
 		err := m.start(ctx)
@@ -113,12 +201,14 @@ func (m *mirror) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		m.log.Error("start failed, retrying", zap.Error(err), zap.Duration("backoff", wait))
+		m.metrics.errors.WithLabelValues("start").Inc()
+		m.log.Error("start failed, retrying", zap.Error(err), zap.Duration("backoff", wait), zap.String("retry", retrySchedule))
 		if !sleep(ctx, wait) {
 			return nil
 		}
 		wait = min(2*wait, maxBackoff)
 	}
+	m.metrics.synced.Store(true)
 
 	// Reconciliation runs beside polling, so a long one never delays a
 	// token's removal past the next poll.
@@ -131,6 +221,14 @@ func (m *mirror) run(ctx context.Context) error {
 			m.reconcileLoop(ctx)
 		}()
 	}
+
+	// Re-checking active tokens runs beside polling too: a poll that reads
+	// a large backlog must not delay a revocation.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.recheckLoop(ctx)
+	}()
 
 	poll := time.NewTicker(m.cfg.PollInterval)
 	defer poll.Stop()
@@ -150,6 +248,7 @@ func (m *mirror) run(ctx context.Context) error {
 		case err != nil:
 			failures++
 			// The first failure and then every tenth, not one a second.
+			m.metrics.errors.WithLabelValues("poll").Inc()
 			if failures == 1 || failures%10 == 0 {
 				m.log.Error("poll failed", zap.Error(err), zap.Int("consecutive_failures", failures))
 			}
@@ -176,7 +275,40 @@ func (m *mirror) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
+			m.metrics.errors.WithLabelValues("reconcile").Inc()
 			m.log.Error("reconciliation failed", zap.Error(err))
+		}
+	}
+}
+
+// recheckLoop re-checks the active tokens every PollInterval until ctx
+// ends.
+func (m *mirror) recheckLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.PollInterval)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		st, err := m.recheckActive(rctx, time.Duration(m.exp.Load()))
+		cancel()
+		m.metrics.rechecked.Add(float64(st.checked))
+		m.metrics.revoked.Add(float64(st.revoked))
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			m.metrics.errors.WithLabelValues("recheck").Inc()
+			failures++
+			if failures == 1 || failures%10 == 0 {
+				m.log.Error("active token re-check failed", zap.Error(err), zap.Int("consecutive_failures", failures))
+			}
+		case failures > 0:
+			m.log.Info("active token re-check recovered", zap.Int("failures", failures))
+			failures = 0
 		}
 	}
 }
@@ -187,10 +319,14 @@ func (m *mirror) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.exp.Store(int64(exp))
 	cp, err := m.w.LoadCheckpoint(ctx)
 	switch {
 	case err == nil && cp.Database == m.db.Name():
 		m.cp = cp
+		// Poll mode keeps no stream position: a later change stream run
+		// must not resume from one older than this run's changes.
+		m.cp.ResumeToken = nil
 		m.log.Info("resuming from checkpoint",
 			zap.Time("users", cp.Users), zap.Time("sessions", cp.Sessions))
 		if cp.LoginExpiration != exp {
@@ -222,11 +358,15 @@ func (m *mirror) initialSync(ctx context.Context, exp time.Duration) error {
 		zap.Int("users", users), zap.Int("tokens", tokens), zap.Int("sessions", sessions),
 		zap.Duration("elapsed", elapsed),
 		zap.Float64("docs_per_second", float64(users+sessions)/max(elapsed.Seconds(), 1e-3)))
-	m.cp = redisstore.Checkpoint{Database: m.db.Name(), Users: began, Sessions: began, LoginExpiration: exp}
+	m.cp = redisstore.Checkpoint{Database: m.db.Name(), Users: began, Sessions: began, Trash: began, LoginExpiration: exp}
 	if err := m.w.SaveCheckpoint(ctx, m.cp); err != nil {
 		return err
 	}
-	return m.w.SetHeartbeat(ctx, began)
+	if err := m.w.SetHeartbeat(ctx, began); err != nil {
+		return err
+	}
+	m.metrics.heartbeat.Store(began.UnixNano())
+	return nil
 }
 
 // resyncTokens rewrites every token key after Accounts_LoginExpiration
@@ -294,6 +434,7 @@ func (m *mirror) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.exp.Store(int64(exp))
 	if exp != m.cp.LoginExpiration {
 		if err := m.resyncTokens(ctx, exp); err != nil {
 			return err
@@ -307,17 +448,27 @@ func (m *mirror) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.cp.Trash.IsZero() { // a checkpoint of an older version
+		m.cp.Trash = m.cp.Users
+	}
+	trashHigh, deleted, err := m.pollTrash(ctx, m.cp.Trash, exp)
+	if err != nil {
+		return err
+	}
+	users += deleted
 	// The high-water mark never passes the poll's own start: a document
 	// stamped in the future by a fast clock must not hide the ones stamped
 	// by correct clocks.
 	m.cp.Users = maxTime(m.cp.Users, minTime(usersHigh, began))
 	m.cp.Sessions = maxTime(m.cp.Sessions, minTime(sessionsHigh, began))
+	m.cp.Trash = maxTime(m.cp.Trash, minTime(trashHigh, began))
 	if err := m.w.SaveCheckpoint(ctx, m.cp); err != nil {
 		return err
 	}
 	if err := m.w.SetHeartbeat(ctx, began); err != nil {
 		return err
 	}
+	m.metrics.heartbeat.Store(began.UnixNano())
 	if users+sessions > 0 {
 		m.log.Debug("poll applied", zap.Int("users", users), zap.Int("sessions", sessions),
 			zap.Duration("elapsed", time.Since(began)))

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -149,6 +150,10 @@ type UserTokens struct {
 	// Stale lists hashes of token keys found in Redis outside the index;
 	// those not in Tokens are deleted too.
 	Stale []string
+	// Force applies the set whatever version Redis holds (the index keeps
+	// the larger version): for a state read after a change event, which is
+	// newer than anything applied before it even when _updatedAt is not.
+	Force bool
 }
 
 // syncTokensScript replaces a user's token keys with the given set unless a
@@ -164,7 +169,9 @@ local version = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local n = tonumber(ARGV[3])
 local cur = redis.call('HGET', idx, 'v')
-if cur and tonumber(cur) > version then return 0 end
+local force = version < 0
+if force then version = -version - 1 end
+if not force and cur and tonumber(cur) > version then return 0 end
 if n == 0 and not cur and #ARGV == 3 then return 1 end
 local keep = {}
 for i = 0, n - 1 do keep[ARGV[4 + 3*i]] = true end
@@ -189,7 +196,11 @@ for i = 0, n - 1 do
   end
   redis.call('HSET', idx, 't:' .. h, '1')
 end
-redis.call('HSET', idx, 'v', ARGV[1])
+if not force then
+  redis.call('HSET', idx, 'v', ARGV[1])
+elseif not (cur and tonumber(cur) > version) then
+  redis.call('HSET', idx, 'v', string.format('%d', version))
+end
 return 1
 `)
 
@@ -215,7 +226,11 @@ func (w *Writer) writeUserTokens(ctx context.Context, users []UserTokens) (int, 
 		_, err := w.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, u := range users {
 				args := make([]any, 0, 3+3*len(u.Tokens)+len(u.Stale))
-				args = append(args, u.Version, w.keys.TokenKey(u.UserID, ""), len(u.Tokens))
+				version := u.Version
+				if u.Force {
+					version = -version - 1 // negative: apply whatever the index holds
+				}
+				args = append(args, version, w.keys.TokenKey(u.UserID, ""), len(u.Tokens))
 				for _, t := range u.Tokens {
 					ttl := t.TTL.Milliseconds()
 					if t.TTL > 0 && ttl == 0 {
@@ -487,6 +502,13 @@ type Checkpoint struct {
 	// LoginExpiration is the Accounts_LoginExpiration the token expiries
 	// were computed with.
 	LoginExpiration time.Duration
+	// ResumeToken is the change stream's resume token (raw BSON) up to
+	// which every event was applied; nil in poll mode.
+	ResumeToken []byte
+	// Trash is the high-water mark of _deletedAt read from
+	// rocketchat__trash (deleted users); zero in checkpoints of older
+	// versions.
+	Trash time.Time
 }
 
 // LoadCheckpoint returns the stored checkpoint, or ErrNoCheckpoint.
@@ -505,12 +527,19 @@ func (w *Writer) LoadCheckpoint(ctx context.Context) (Checkpoint, error) {
 		// A damaged checkpoint only costs a full sync.
 		return Checkpoint{}, ErrNoCheckpoint
 	}
-	return Checkpoint{
+	cp := Checkpoint{
 		Database:        m["database"],
 		Users:           time.UnixMilli(users),
 		Sessions:        time.UnixMilli(sessions),
 		LoginExpiration: time.Duration(exp) * time.Millisecond,
-	}, nil
+	}
+	if trash, err := strconv.ParseInt(m["trash"], 10, 64); err == nil {
+		cp.Trash = time.UnixMilli(trash)
+	}
+	if tok, err := base64.StdEncoding.DecodeString(m["resume_token"]); err == nil && len(tok) > 0 {
+		cp.ResumeToken = tok
+	}
+	return cp, nil
 }
 
 // SaveCheckpoint stores cp.
@@ -521,6 +550,8 @@ func (w *Writer) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
 		"users", cp.Users.UnixMilli(),
 		"sessions", cp.Sessions.UnixMilli(),
 		"login_expiration_ms", cp.LoginExpiration.Milliseconds(),
+		"trash", cp.Trash.UnixMilli(),
+		"resume_token", base64.StdEncoding.EncodeToString(cp.ResumeToken),
 	).Err()
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)

@@ -87,6 +87,9 @@ type Options struct {
 	// data may be stale (the mirror is lagging) and the request is
 	// forwarded upstream instead. Default nil: always fresh.
 	Fresh func() bool
+	// Activity, when set, is told of every token lookup (see Activity).
+	// Default nil.
+	Activity Activity
 	// Log receives the handler's messages (as "sessions"). Default: none.
 	Log *zap.Logger
 	// Registerer receives the handler's metrics. Default: none.
@@ -102,6 +105,7 @@ type Handler struct {
 	era          atomic.Pointer[era]
 	timeout      time.Duration
 	fresh        func() bool
+	activity     Activity
 	log          *zap.Logger
 	metrics      *metrics
 	failures     failureLog
@@ -143,6 +147,7 @@ func New(opts Options) (*Handler, error) {
 		fresh:   opts.Fresh,
 		log:     opts.Log,
 	}
+	h.activity = opts.Activity
 	if h.store == nil {
 		return nil, errors.New("sessions: no store")
 	}
@@ -237,6 +242,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 		err = h.store.Authenticate(&s.ctx, userID, s.hash)
 	}
 	h.metrics.redisSeconds.Observe(time.Since(start).Seconds())
+	h.report(err, userID, s.hash)
 
 	switch {
 	case err == nil && query != queryOK:

@@ -365,15 +365,15 @@ func TestComposeFile(t *testing.T) {
 		if s.Build == nil && !pinned(s.Image) {
 			t.Errorf("%s: image %q is not pinned", name, s.Image)
 		}
-		// Every service has a healthcheck but the mirror, which serves
-		// nothing; sessiongate's runs the binary itself (distroless has no
-		// shell or curl).
+		// Every service has a healthcheck; sessiongate's and the mirror's
+		// run the binary itself (distroless has no shell or curl), which
+		// asks the admin listener's /readyz.
 		hasCheck := s.HealthCheck != nil && len(s.HealthCheck.Test) > 0
-		if hasCheck == (name == "mirror") {
-			t.Errorf("%s: healthcheck present = %v", name, hasCheck)
+		if !hasCheck {
+			t.Errorf("%s: no healthcheck", name)
 		}
-		if name == "sessiongate" && hasCheck && !slices.Equal(s.HealthCheck.Test, []string{"CMD", "/sessiongate", "healthcheck"}) {
-			t.Errorf("sessiongate: healthcheck %q, want the binary's own healthcheck command", s.HealthCheck.Test)
+		if (name == "sessiongate" || name == "mirror") && hasCheck && !slices.Equal(s.HealthCheck.Test, []string{"CMD", "/sessiongate", "healthcheck"}) {
+			t.Errorf("%s: healthcheck %q, want the binary's own healthcheck command", name, s.HealthCheck.Test)
 		}
 		for dep, cond := range s.DependsOn {
 			if cond.Condition == "" {
@@ -538,5 +538,52 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !slices.Equal(exposes, []string{"8080", "9090"}) {
 		t.Errorf("EXPOSE %q, want 8080 9090", exposes)
+	}
+}
+
+// The mirror's Deployment probes its admin listener, and the shipped
+// configuration sets mirror.max_lag (the proxy's stale-data guard).
+func TestMirrorProbesAndMaxLag(t *testing.T) {
+	objs := loadManifests(t)
+	d := Find[appsv1.Deployment](objs, "Deployment", "sessiongate-mirror")
+	if d == nil {
+		t.Fatal("no Deployment sessiongate-mirror")
+	}
+	m := container(&d.Spec.Template.Spec, "mirror")
+	if m == nil {
+		t.Fatal("no container mirror")
+	}
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{{"liveness", m.LivenessProbe, "/healthz"}, {"readiness", m.ReadinessProbe, "/readyz"}, {"startup", m.StartupProbe, "/readyz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("mirror %s probe: missing or not httpGet", p.name)
+			continue
+		}
+		if p.probe.HTTPGet.Path != p.path || portNumber(m, p.probe.HTTPGet.Port) != 9090 {
+			t.Errorf("mirror %s probe: got %s on port %s, want %s on the admin port 9090",
+				p.name, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path)
+		}
+	}
+	cm := Find[corev1.ConfigMap](objs, "ConfigMap", "sessiongate-config")
+	if cm == nil {
+		t.Fatal("no ConfigMap sessiongate-config")
+	}
+	var cfg struct {
+		Mirror struct {
+			MaxLag string `yaml:"max_lag" json:"max_lag"`
+		}
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["sessiongate.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := time.ParseDuration(cfg.Mirror.MaxLag); err != nil || d <= 0 {
+		t.Errorf("sessiongate.yaml mirror.max_lag: got %q, want a positive duration", cfg.Mirror.MaxLag)
+	}
+	p := loadCompose(t, map[string]string{})
+	if v := p.Services["sessiongate"].Environment["SESSIONGATE_MIRROR_MAX_LAG"]; v == nil || *v == "" || *v == "0s" {
+		t.Errorf("compose sessiongate SESSIONGATE_MIRROR_MAX_LAG: got %v, want set", v)
 	}
 }
