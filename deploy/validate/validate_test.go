@@ -582,7 +582,7 @@ func TestMirrorProbesAndMaxLag(t *testing.T) {
 	if d, err := time.ParseDuration(cfg.Mirror.MaxLag); err != nil || d <= 0 {
 		t.Errorf("sessiongate.yaml mirror.max_lag: got %q, want a positive duration", cfg.Mirror.MaxLag)
 	}
-	p := loadCompose(t, map[string]string{})
+	p := loadCompose(t, map[string]string{"REDIS_PASSWORD": "x"})
 	if v := p.Services["sessiongate"].Environment["SESSIONGATE_MIRROR_MAX_LAG"]; v == nil || *v == "" || *v == "0s" {
 		t.Errorf("compose sessiongate SESSIONGATE_MIRROR_MAX_LAG: got %v, want set", v)
 	}
