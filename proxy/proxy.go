@@ -55,6 +55,8 @@ type Proxy struct {
 	fwd     *forwarder
 	tunnels *tunnels
 	metrics *metrics
+	// acceptErrs counts and logs failed accepts on both paths (accept.go).
+	acceptErrs *acceptErrors
 
 	// engine runs the event loops (eventloop_linux.go) while Serve runs
 	// with proxy.event_loop; nil otherwise.
@@ -87,6 +89,9 @@ func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes 
 	}
 	var err error
 	if p.metrics, err = newMetrics(reg, classes); err != nil {
+		return nil, err
+	}
+	if p.acceptErrs, err = newAcceptErrors(p.log, reg); err != nil {
 		return nil, err
 	}
 	if p.fwd, err = newForwarder(cfg, p.log, p.metrics); err != nil {
@@ -135,7 +140,7 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 // over (eventloop_linux.go says which).
 func (p *Proxy) Serve(ln net.Listener) error {
 	if !p.cfg.Proxy.EventLoop {
-		return p.server.Serve(ln)
+		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
 	}
 	p.mu.Lock()
 	if p.stopping {
@@ -149,7 +154,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	p.engine = e
 	p.mu.Unlock()
 	if e == nil {
-		return p.server.Serve(ln)
+		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
 	}
 	return p.server.Serve(e.handoff)
 }
