@@ -143,6 +143,7 @@ func runClient(t *testing.T, args ...string) clientReport {
 	if !r.OK || runErr != nil {
 		t.Fatalf("client %v failed (exit %v): %s\nstderr:\n%s", args, runErr, r.Error, stderr.String())
 	}
+	t.Logf("client %v: %s\n%s", args[0], lines[len(lines)-1], stderr.String())
 	return r
 }
 
