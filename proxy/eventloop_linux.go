@@ -70,6 +70,7 @@ type engine struct {
 	ln      net.Listener
 	lnFile  *os.File
 	handoff *handoffListener
+	reserve *fdReserve // for handovers when out of descriptors
 	loops   []*evLoop
 	// drained counts the loops that stopped accepting; the last one
 	// closes lnFile (closing it earlier would free its descriptor number
@@ -95,7 +96,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 		f.Close()
 		return nil, err
 	}
-	e := &engine{p: p, ln: ln, lnFile: f, handoff: newHandoffListener(ln.Addr())}
+	e := &engine{p: p, ln: ln, lnFile: f, handoff: newHandoffListener(ln.Addr()), reserve: newFDReserve()}
 	n := p.cfg.Proxy.EventLoops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -106,6 +107,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 			for _, l := range e.loops {
 				l.closeFDs()
 			}
+			e.reserve.close()
 			f.Close()
 			return nil, err
 		}
@@ -127,6 +129,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 // flight finish and closes their connections after them, until ctx ends;
 // then it closes what is left.
 func (e *engine) shutdown(ctx context.Context) error {
+	defer e.reserve.close()
 	e.ln.Close()
 	for _, l := range e.loops {
 		l.post(func() { l.drain() })
@@ -1414,9 +1417,7 @@ func (c *evClient) handoff(reason string) {
 	}
 	c.fd = -1
 	c.detach()
-	f := os.NewFile(uintptr(fd), "")
-	nc, err := net.FileConn(f)
-	f.Close()
+	nc, err := l.e.reserve.fileConn(fd)
 	if err != nil {
 		l.p.log.Debug("handoff", zap.Error(err))
 		return

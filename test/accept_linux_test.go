@@ -62,7 +62,8 @@ func cpuTicks(t *testing.T, pid int) int {
 
 // TestAcceptOutOfDescriptors: with its descriptors used up by idle
 // clients, sessiongate keeps running, logs the failing accept a bounded
-// number of times, counts it, keeps answering on a kept-alive connection,
+// number of times, counts it, keeps answering on kept-alive connections
+// (sessiongate's own route too, which the event loop hands over),
 // and serves new connections again once the idle ones are gone. Both
 // request paths (with the event loop on, the loop's accept; off, fasthttp's
 // Serve through the retrying listener).
@@ -86,29 +87,51 @@ func testAcceptOutOfDescriptors(t *testing.T, loop string) {
 	env["SESSIONGATE_LOG_ACCESS"] = "false"
 	g := StartGate(t, env)
 
-	// A kept-alive client whose upstream connection is already open:
-	// answering it needs no new descriptor.
-	keep, err := net.Dial("tcp", g.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer keep.Close()
-	kr := bufio.NewReader(keep)
-	ask := func(what string) {
+	// Kept-alive clients whose upstream connection is already open:
+	// answering them needs no new descriptor.
+	dialKept := func() (net.Conn, *bufio.Reader) {
 		t.Helper()
-		keep.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(keep, "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n", what)
-		resp, err := http.ReadResponse(kr, nil)
+		c, err := net.Dial("tcp", g.Addr)
 		if err != nil {
-			t.Fatalf("kept-alive connection, %s: %v", what, err)
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	get := func(c net.Conn, br *bufio.Reader, target string) (int, string) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nX-User-Id: u\r\nX-Auth-Token: t\r\n\r\n", target)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("kept-alive connection, %s: %v", target, err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || string(body) != "ok /"+what {
-			t.Fatalf("kept-alive connection, %s: got %d %q, want 200 %q", what, resp.StatusCode, body, "ok /"+what)
+		return resp.StatusCode, string(body)
+	}
+	keep, kr := dialKept()
+	ask := func(what string) {
+		t.Helper()
+		if status, body := get(keep, kr, "/"+what); status != 200 || body != "ok /"+what {
+			t.Fatalf("kept-alive connection, %s: got %d %q, want 200 %q", what, status, body, "ok /"+what)
 		}
 	}
 	ask("before")
+	// A second one, for sessiongate's own route while out of
+	// descriptors: with the event loop, that request is handed over to
+	// the fasthttp path, which takes a descriptor for a moment.
+	keep2, kr2 := dialKept()
+	if status, _ := get(keep2, kr2, "/before"); status != 200 {
+		t.Fatalf("second kept-alive connection: got %d, want 200", status)
+	}
+	// The route's Redis connection is opened now, not while out of
+	// descriptors.
+	warm, warmR := dialKept()
+	if status, _ := get(warm, warmR, "/api/v1/sessions/info?sessionId=x"); status != 401 {
+		t.Fatalf("sessions/info: got %d, want 401", status)
+	}
+	warm.Close()
 
 	const headroom, idle = 8, 100
 	setNoFile(t, g.Pid(), openFDs(t, g.Pid())+headroom)
@@ -138,6 +161,9 @@ func testAcceptOutOfDescriptors(t *testing.T, loop string) {
 	default:
 	}
 	ask("during")
+	if status, body := get(keep2, kr2, "/api/v1/sessions/info?sessionId=x"); status != 401 {
+		t.Errorf("sessions/info on a kept-alive connection while out of descriptors: got %d %q, want 401", status, body)
+	}
 
 	for _, c := range idles {
 		c.Close()
