@@ -19,8 +19,9 @@ import (
 // is the upstream, the `sockjs` server package (what Meteor serves DDP with)
 // answering Rocket.Chat-like DDP and a few REST routes; test/clients/
 // client.js drives sessiongate with sockjs-client over each of its
-// transports, with `ws` on the raw WebSocket endpoint, and with Node's
-// http client. Each client script checks its own conversation and prints a
+// transports, with `ws` on the raw WebSocket endpoint, with Rocket.Chat's
+// own SDK (@rocket.chat/ddp-client and its REST client, api-client) and
+// with Node's http client. Each client script checks its own conversation and prints a
 // JSON report; these tests run them and check the reports.
 //
 // Node and npm are needed: without them the tests skip with a notice, and
@@ -121,6 +122,9 @@ type clientReport struct {
 	BigFrame   bool    `json:"bigFrame"`
 	Slow       int     `json:"slow"`
 	Conns      int     `json:"connections"`
+	Status     string  `json:"status"`
+	Calls      int     `json:"calls"`
+	REST       bool    `json:"rest"`
 	Seconds    float64 `json:"seconds"`
 }
 
@@ -198,6 +202,13 @@ func TestRealClients(t *testing.T) {
 				}
 				if rep.Pings < 1 {
 					t.Errorf("DDP pings: got %d, want the upstream's ping after 25 s to reach the client", rep.Pings)
+				}
+			})
+			t.Run("rocketchat-sdk", func(t *testing.T) {
+				t.Parallel()
+				rep := runClient(t, "rocketchat", g.URL, "12000")
+				if rep.Status != "connected" || rep.Calls != 21 || !rep.REST || rep.Slow != 12000 {
+					t.Errorf("report: got %+v, want DDP connected, 21 method results, REST answers and the 12 s answer", rep)
 				}
 			})
 			t.Run("http/rest", func(t *testing.T) {

@@ -4,6 +4,7 @@
 //   node client.js sockjs <base-url> <transport> [idle-ms]
 //   node client.js ws     <base-url> [idle-ms]
 //   node client.js rest   <base-url> [slow-ms]
+//   node client.js rocketchat <base-url> [slow-ms]
 //
 // sockjs: sockjs-client (the library Meteor's and Rocket.Chat's web client
 // use) over one transport (websocket, xhr-streaming, xhr-polling) to
@@ -15,6 +16,7 @@
 // rest: Node's own http client with a keep-alive agent, on one connection:
 // sessiongate's own sessions/info route, then forwarded GETs, a chunked and
 // a sized POST, and a GET the upstream answers after slow-ms.
+// rocketchat: Rocket.Chat's SDK, DDP and REST (runRocketChat).
 //
 // The last line of stdout is a JSON report; the exit status is 0 only when
 // every check passed.
@@ -33,6 +35,8 @@ function finish(err) {
   console.log(JSON.stringify(report));
   process.exit(err ? 1 : 0);
 }
+// A client that hangs (a connect that never completes) still reports.
+setTimeout(() => finish(new Error('client did not finish in 100 s')), 100000);
 process.on('uncaughtException', finish);
 process.on('unhandledRejection', finish);
 
@@ -203,6 +207,40 @@ async function runREST() {
   agent.destroy();
 }
 
-const run = { sockjs: runSockJS, ws: runWS, rest: runREST }[mode];
+// Rocket.Chat's own SDK: @rocket.chat/ddp-client's DDPSDK (DDP over a
+// WebSocket at <base-url>/websocket, as Rocket.Chat's mobile and
+// integration clients connect) and its REST client (@rocket.chat/api-client).
+async function runRocketChat() {
+  const [slow] = rest;
+  // The SDK takes the WebSocket of the platform; Node 20 has none built in.
+  globalThis.WebSocket = require('ws');
+  const { DDPSDK } = require('@rocket.chat/ddp-client');
+  const sdk = await DDPSDK.createAndConnect(base, { retryCount: 0, retryTime: 1000 });
+  report.status = sdk.connection.status;
+  if (report.status !== 'connected') throw new Error(`connection status: got ${report.status}`);
+  const delayed = await sdk.call('echo', 'delayed', 1500);
+  if (delayed !== 'delayed') throw new Error(`delayed call: got ${JSON.stringify(delayed)}`);
+  const calls = await Promise.all([...Array(20).keys()].map((i) => sdk.call('echo', `call ${i}`, 10 * i)));
+  calls.forEach((c, i) => {
+    if (c !== `call ${i}`) throw new Error(`call ${i}: got ${JSON.stringify(c)}`);
+  });
+  report.calls = calls.length + 1;
+  const info = await sdk.rest.get('/info');
+  if (info.version !== '6.0.0') throw new Error(`rest get /info: got ${JSON.stringify(info)}`);
+  const echoed = await sdk.rest.post('/v1/echo', { msg: 'hello' });
+  if (JSON.parse(echoed.body).msg !== 'hello') throw new Error(`rest post /v1/echo: got ${JSON.stringify(echoed)}`);
+  if (slow) {
+    log(`slow REST GET, ${slow} ms`);
+    const r = await sdk.rest.get('/v1/slow', { ms: slow });
+    if (r.waited !== Number(slow)) throw new Error(`rest get /v1/slow: got ${JSON.stringify(r)}`);
+    report.slow = Number(slow);
+    // The DDP connection stayed up meanwhile.
+    if ((await sdk.call('echo', 'after', 0)) !== 'after') throw new Error('call after the slow request failed');
+  }
+  report.rest = true;
+  sdk.connection.close();
+}
+
+const run = { sockjs: runSockJS, ws: runWS, rest: runREST, rocketchat: runRocketChat }[mode];
 if (!run || !base) finish(new Error('usage: node client.js sockjs|ws|rest <base-url> ...'));
 else run().then(() => finish(null), finish);

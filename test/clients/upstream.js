@@ -1,7 +1,8 @@
 'use strict';
 // A stand-in Rocket.Chat for the real-client tests (test/clients_test.go):
 // the npm `sockjs` server, which Meteor and so Rocket.Chat serve DDP with,
-// at /sockjs (its raw WebSocket endpoint at /sockjs/websocket), a small
+// at /sockjs (its raw WebSocket endpoint at /sockjs/websocket and, as
+// Meteor's, /websocket), a small
 // Rocket.Chat-like DDP on it, and a few REST routes. It prints
 // "listening <port>" once it accepts connections.
 //
@@ -104,6 +105,12 @@ const server = http.createServer((req, res) => {
   json(res, 404, { success: false, error: 'not found' });
 });
 sock.installHandlers(server, { prefix: '/sockjs' });
+// Meteor also serves its raw WebSocket at /websocket, where
+// @rocket.chat/ddp-client connects. (After installHandlers, which would
+// run its handler before this one.)
+server.prependListener('upgrade', (req) => {
+  if (req.url === '/websocket') req.url = '/sockjs/websocket';
+});
 server.keepAliveTimeout = 65000;
 server.listen(0, '127.0.0.1', () => {
   console.log(`listening ${server.address().port}`);
