@@ -70,6 +70,7 @@ type engine struct {
 	ln      net.Listener
 	lnFile  *os.File
 	handoff *handoffListener
+	reserve *fdReserve // for handovers when out of descriptors
 	loops   []*evLoop
 	// drained counts the loops that stopped accepting; the last one
 	// closes lnFile (closing it earlier would free its descriptor number
@@ -95,7 +96,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 		f.Close()
 		return nil, err
 	}
-	e := &engine{p: p, ln: ln, lnFile: f, handoff: newHandoffListener(ln.Addr())}
+	e := &engine{p: p, ln: ln, lnFile: f, handoff: newHandoffListener(ln.Addr()), reserve: newFDReserve()}
 	n := p.cfg.Proxy.EventLoops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -106,6 +107,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 			for _, l := range e.loops {
 				l.closeFDs()
 			}
+			e.reserve.close()
 			f.Close()
 			return nil, err
 		}
@@ -127,6 +129,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 // flight finish and closes their connections after them, until ctx ends;
 // then it closes what is left.
 func (e *engine) shutdown(ctx context.Context) error {
+	defer e.reserve.close()
 	e.ln.Close()
 	for _, l := range e.loops {
 		l.post(func() { l.drain() })
@@ -185,6 +188,8 @@ type evLoop struct {
 	kick [8]byte       // eventfd scratch
 	stop bool          // draining: connections close after their request
 	dead bool          // forced: everything closed
+	// acceptPace spaces failed accepts (accept.go).
+	acceptPace acceptPace
 
 	mu     sync.Mutex // guards what follows
 	box    []func()   // work posted from other goroutines
@@ -403,11 +408,20 @@ func (l *evLoop) accept() {
 	for range 64 {
 		fd, sa, err := unix.Accept4(l.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
-			if err != unix.EAGAIN && err != unix.EINTR && err != unix.ECONNABORTED {
-				l.p.log.Warn("accept", zap.Error(err))
+			if err == unix.EAGAIN || err == unix.EINTR {
+				return
 			}
+			reason, wait := acceptErrorReason(err)
+			if !wait {
+				l.p.acceptErrs.report(reason, err, 0)
+				continue
+			}
+			d := l.acceptPace.next()
+			l.p.acceptErrs.report(reason, err, d)
+			l.pauseAccept(d)
 			return
 		}
+		l.acceptPace.reset()
 		if maxConns > 0 && l.e.openConns()+int64(l.p.server.GetOpenConnectionsCount()) >= maxConns {
 			unix.Write(fd, concurrencyRefusal)
 			unix.Close(fd)
@@ -429,6 +443,28 @@ func (l *evLoop) accept() {
 			to.load.Add(-1)
 			unix.Close(fd)
 		}
+	}
+}
+
+// pauseAccept stops this loop from accepting for d (accept.go says why):
+// the listening socket stays readable while the accept fails, so it leaves
+// the epoll set until then.
+func (l *evLoop) pauseAccept(d time.Duration) {
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.lnfd, nil)
+	time.AfterFunc(d, func() { l.post(l.resumeAccept) })
+}
+
+// resumeAccept puts the listening socket back in the epoll set, unless the
+// loop stopped accepting meanwhile (drain closes the socket).
+func (l *evLoop) resumeAccept() {
+	if l.stop || l.dead {
+		return
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.lnfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(l.lnfd)}); err != nil {
+		reason, _ := acceptErrorReason(err)
+		d := l.acceptPace.next()
+		l.p.acceptErrs.report(reason, err, d)
+		time.AfterFunc(d, func() { l.post(l.resumeAccept) })
 	}
 }
 
@@ -1432,9 +1468,7 @@ func (c *evClient) handoff(reason string) {
 	}
 	c.fd = -1
 	c.detach()
-	f := os.NewFile(uintptr(fd), "")
-	nc, err := net.FileConn(f)
-	f.Close()
+	nc, err := l.e.reserve.fileConn(fd)
 	if err != nil {
 		l.p.log.Debug("handoff", zap.Error(err))
 		return

@@ -55,6 +55,8 @@ type Proxy struct {
 	fwd     *forwarder
 	tunnels *tunnels
 	metrics *metrics
+	// acceptErrs counts and logs failed accepts on both paths (accept.go).
+	acceptErrs *acceptErrors
 
 	// engine runs the event loops (eventloop_linux.go) while Serve runs
 	// with proxy.event_loop; nil otherwise.
@@ -90,6 +92,9 @@ func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes 
 		return nil, err
 	}
 	p.metrics.upstreamLog = newRateLog(p.log.With(zap.String("upstream", cfg.Upstream.URL)), "upstream errors", upstreamErrorLogInterval)
+	if p.acceptErrs, err = newAcceptErrors(p.log, reg); err != nil {
+		return nil, err
+	}
 	if p.fwd, err = newForwarder(cfg, p.log, p.metrics); err != nil {
 		return nil, err
 	}
@@ -136,7 +141,7 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 // over (eventloop_linux.go says which).
 func (p *Proxy) Serve(ln net.Listener) error {
 	if !p.cfg.Proxy.EventLoop {
-		return p.server.Serve(ln)
+		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
 	}
 	p.mu.Lock()
 	if p.stopping {
@@ -150,7 +155,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	p.engine = e
 	p.mu.Unlock()
 	if e == nil {
-		return p.server.Serve(ln)
+		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
 	}
 	return p.server.Serve(e.handoff)
 }

@@ -127,23 +127,24 @@ func (d *direct) Session(ctx context.Context, userID, hashedToken, sessionID []b
 	return doc, nil
 }
 
-// Authenticate checks the token key exists with one EXISTS.
+// Authenticate checks the token key holds a string with an MGET of that
+// key alone (Store.Authenticate says why not EXISTS).
 func (d *direct) Authenticate(ctx context.Context, userID, hashedToken []byte) error {
 	c, err := d.get(ctx)
 	if err != nil {
-		return fmt.Errorf("redisstore: exists: %w", err)
+		return fmt.Errorf("redisstore: mget: %w", err)
 	}
-	b := append(c.wbuf[:0], "*2\r\n$6\r\nEXISTS\r\n"...)
+	b := append(c.wbuf[:0], "*2\r\n$4\r\nMGET\r\n"...)
 	c.kbuf = d.keys.AppendTokenKey(c.kbuf[:0], userID, hashedToken)
 	b = appendBulk(b, c.kbuf)
 	c.wbuf = b
-	n, err := c.exists(b)
+	found, err := c.mgetOne(b)
 	if err != nil {
 		d.discard(c)
-		return fmt.Errorf("redisstore: exists: %w", err)
+		return fmt.Errorf("redisstore: mget: %w", err)
 	}
 	d.put(c)
-	if n == 0 {
+	if !found {
 		return auth.ErrInvalidToken
 	}
 	return nil
@@ -379,12 +380,21 @@ func (c *respConn) mget(cmd []byte) (doc string, tokenFound, docFound bool, err 
 	return doc, tokenFound, docFound, nil
 }
 
-// exists sends an EXISTS and reads its reply.
-func (c *respConn) exists(cmd []byte) (int64, error) {
+// mgetOne sends an MGET of one key and reports whether it holds a string;
+// the value is skipped.
+func (c *respConn) mgetOne(cmd []byte) (found bool, err error) {
 	if _, err := c.nc.Write(cmd); err != nil {
-		return 0, err
+		return false, err
 	}
-	return readInteger(c.rd)
+	n, err := readArrayLen(c.rd)
+	if err != nil {
+		return false, err
+	}
+	if n != 1 {
+		return false, errShortReply
+	}
+	_, found, err = readBulk(c.rd, false)
+	return found, err
 }
 
 // handshake authenticates and selects the database, as go-redis does on a

@@ -9,10 +9,10 @@ import (
 	"unsafe"
 )
 
-// The route's two commands in RESP2, written and read without allocating
+// The route's command in RESP2, written and read without allocating
 // (https://redis.io/docs/latest/develop/reference/protocol-spec/). Only
-// what MGET, EXISTS, AUTH and SELECT answer is understood: simple strings,
-// errors, integers, bulk strings and one level of array. Anything else is a
+// what MGET, AUTH and SELECT answer is understood: simple strings,
+// errors, bulk strings and one level of array. Anything else is a
 // protocol error, after which the connection is closed (see direct).
 
 // maxDocLen bounds a session document read from Redis. A Rocket.Chat
@@ -114,23 +114,6 @@ func readArrayLen(r *bufio.Reader) (int64, error) {
 	}
 	switch line[0] {
 	case '*':
-		if n, ok := parseInt(line[1:]); ok {
-			return n, nil
-		}
-	case '-':
-		return 0, newReplyError(line)
-	}
-	return 0, errProtocol
-}
-
-// readInteger reads an integer reply.
-func readInteger(r *bufio.Reader) (int64, error) {
-	line, err := readLine(r)
-	if err != nil {
-		return 0, err
-	}
-	switch line[0] {
-	case ':':
 		if n, ok := parseInt(line[1:]); ok {
 			return n, nil
 		}

@@ -19,9 +19,10 @@ var _ sessions.Store = (*Store)(nil)
 // single MGET reaches both.
 //
 // Errors: auth.ErrInvalidToken and sessions.ErrNotFound for keys that do
-// not exist (MGET also answers nil for a key of another type than string,
-// which the data contract does not allow); any other error is a failure of
-// Redis or of the connection and is wrapped. Errors never contain a key: a
+// not exist or are of another type than string (MGET answers nil for
+// both: the data contract allows only strings, so a hash or a list at a
+// token key is no valid token, to Session and Authenticate alike); any
+// other error is a failure of Redis or of the connection and is wrapped. Errors never contain a key: a
 // token key holds the hashed token.
 //
 // Two implementations sit behind Store. On a standalone server or a
@@ -103,8 +104,10 @@ func (s *Store) Session(ctx context.Context, userID, hashedToken, sessionID []by
 	return doc, nil
 }
 
-// Authenticate checks that the token key of userID exists, with one
-// EXISTS.
+// Authenticate checks that the token key of userID holds a string, with
+// an MGET of that key alone: the same command and the same rule as
+// Session's, so a token key of another type is invalid to both (EXISTS
+// would count it).
 func (s *Store) Authenticate(ctx context.Context, userID, hashedToken []byte) error {
 	if s.direct != nil {
 		return s.direct.Authenticate(ctx, userID, hashedToken)
@@ -113,11 +116,14 @@ func (s *Store) Authenticate(ctx context.Context, userID, hashedToken []byte) er
 	defer cancel()
 	var buf [256]byte
 	key := string(s.keys.AppendTokenKey(buf[:0], userID, hashedToken))
-	n, err := s.client.Exists(ctx, key).Result()
+	vals, err := s.client.MGet(ctx, key).Result()
 	if err != nil {
-		return fmt.Errorf("redisstore: exists: %w", err)
+		return fmt.Errorf("redisstore: mget: %w", err)
 	}
-	if n == 0 {
+	if len(vals) != 1 {
+		return errShortReply
+	}
+	if vals[0] == nil {
 		return auth.ErrInvalidToken
 	}
 	return nil

@@ -422,7 +422,7 @@ func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
 
 // TestRouteOneRedisRoundTripPerRequest counts commands on the server with
 // INFO commandstats: each request that reaches Redis costs exactly one
-// command (MGET of token and session, or EXISTS of the token alone when the
+// command (MGET of token and session, or MGET of the token alone when the
 // query is invalid), and requests that cannot authenticate cost none.
 func TestRouteOneRedisRoundTripPerRequest(t *testing.T) {
 	r := StartRedis(t)

@@ -1,0 +1,223 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The real-client rig: the npm libraries Rocket.Chat's clients and server
+// are built on, on both sides of the built binary. test/clients/upstream.js
+// is the upstream, the `sockjs` server package (what Meteor serves DDP with)
+// answering Rocket.Chat-like DDP and a few REST routes; test/clients/
+// client.js drives sessiongate with sockjs-client over each of its
+// transports, with `ws` on the raw WebSocket endpoint, with Rocket.Chat's
+// own SDK (@rocket.chat/ddp-client and its REST client, api-client) and
+// with Node's http client. Each client script checks its own conversation and prints a
+// JSON report; these tests run them and check the reports.
+//
+// Node and npm are needed: without them the tests skip with a notice, and
+// fail when SESSIONGATE_TEST_REQUIRE_NODE=1 (CI sets it). The packages are
+// installed with `npm ci` from test/clients/package-lock.json when
+// test/clients/node_modules is missing.
+
+const requireNodeEnv = "SESSIONGATE_TEST_REQUIRE_NODE"
+
+var (
+	nodeOnce sync.Once
+	nodeErr  string // why the rig cannot run, or ""
+)
+
+// needNode skips (or, with SESSIONGATE_TEST_REQUIRE_NODE=1, fails) t when
+// node and npm are missing or the client packages cannot be installed.
+func needNode(t *testing.T) {
+	t.Helper()
+	nodeOnce.Do(func() {
+		for _, bin := range []string{"node", "npm"} {
+			if _, err := exec.LookPath(bin); err != nil {
+				nodeErr = bin + " not found on PATH; install nodejs and npm to run the real-client tests"
+				return
+			}
+		}
+		if _, err := os.Stat(filepath.Join("clients", "node_modules")); err == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = "clients"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			nodeErr = "npm ci in test/clients: " + err.Error() + "\n" + string(out)
+		}
+	})
+	if nodeErr == "" {
+		return
+	}
+	if os.Getenv(requireNodeEnv) == "1" {
+		t.Fatalf("%s (and %s=1)", nodeErr, requireNodeEnv)
+	}
+	notice("NOTE: skipping the real-client tests: " + nodeErr)
+	t.Skip(nodeErr)
+}
+
+// startNodeUpstream runs test/clients/upstream.js and returns its URL.
+func startNodeUpstream(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("node", "upstream.js")
+	cmd.Dir = "clients"
+	cmd.Env = append(os.Environ(), "HEARTBEAT_MS=25000")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node upstream: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("node upstream stderr:\n%s", stderr.String())
+		}
+	})
+	port := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if p, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				port <- p
+			}
+		}
+	}()
+	select {
+	case p := <-port:
+		return "http://127.0.0.1:" + p
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node upstream did not start in 20s:\n%s", stderr.String())
+		return ""
+	}
+}
+
+// clientReport is what client.js prints last.
+type clientReport struct {
+	OK         bool    `json:"ok"`
+	Error      string  `json:"error"`
+	Transport  string  `json:"transport"`
+	Session    string  `json:"session"`
+	Pong       bool    `json:"pong"`
+	Burst      int     `json:"burst"`
+	Heartbeats int     `json:"heartbeats"`
+	Pings      int     `json:"pings"`
+	AfterIdle  bool    `json:"afterIdle"`
+	BigFrame   bool    `json:"bigFrame"`
+	Slow       int     `json:"slow"`
+	Conns      int     `json:"connections"`
+	Status     string  `json:"status"`
+	Calls      int     `json:"calls"`
+	REST       bool    `json:"rest"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// runClient runs client.js with args and returns its report; a client
+// that did not pass fails t with its own words.
+func runClient(t *testing.T, args ...string) clientReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{"client.js"}, args...)...)
+	cmd.Dir = "clients"
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var r clientReport
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("client %v: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", args, err, runErr, stdout.String(), stderr.String())
+	}
+	if !r.OK || runErr != nil {
+		t.Fatalf("client %v failed (exit %v): %s\nstderr:\n%s", args, runErr, r.Error, stderr.String())
+	}
+	t.Logf("client %v: %s\n%s", args[0], lines[len(lines)-1], stderr.String())
+	return r
+}
+
+// realClientPaths are the request paths to test: the one
+// SESSIONGATE_TEST_EVENT_LOOP names, or both.
+func realClientPaths() []string {
+	if v, ok := os.LookupEnv("SESSIONGATE_TEST_EVENT_LOOP"); ok {
+		return []string{v}
+	}
+	return []string{"true", "false"}
+}
+
+// TestRealClients: Rocket.Chat's client libraries through sessiongate to
+// a sockjs server. Every client stays 27 s on its connection with nothing
+// to say: sockjs holds an xhr-polling request and keeps an xhr-streaming
+// response silent for 25 s before its heartbeat, as Rocket.Chat does, and
+// both must come through; the REST client waits 12 s for an answer, longer
+// than proxy.read_header_timeout.
+func TestRealClients(t *testing.T) {
+	needNode(t)
+	t.Parallel()
+	up := startNodeUpstream(t)
+	r := StartRedis(t)
+	const idle = "27000"
+	for _, loop := range realClientPaths() {
+		t.Run("event_loop="+loop, func(t *testing.T) {
+			t.Parallel()
+			env := GateEnv(up, r.URL())
+			env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop
+			env["SESSIONGATE_LOG_ACCESS"] = "false"
+			env["SESSIONGATE_LOG_LEVEL"] = "info"
+			g := StartGate(t, env)
+			for _, transport := range []string{"websocket", "xhr-streaming", "xhr-polling"} {
+				t.Run("sockjs-client/"+transport, func(t *testing.T) {
+					t.Parallel()
+					rep := runClient(t, "sockjs", g.URL, transport, idle)
+					if rep.Transport != transport || rep.Session != "x" || !rep.Pong || rep.Burst == 0 || !rep.AfterIdle {
+						t.Errorf("report: got %+v, want transport %s, DDP connected, pong, burst and a call after the idle time", rep, transport)
+					}
+					// On a WebSocket the heartbeat is a ping frame,
+					// which sockjs-client does not report.
+					if transport != "websocket" && rep.Heartbeats < 1 {
+						t.Errorf("heartbeats: got %d, want the upstream's 25 s heartbeat to reach the client", rep.Heartbeats)
+					}
+				})
+			}
+			t.Run("ws/ddp", func(t *testing.T) {
+				t.Parallel()
+				rep := runClient(t, "ws", g.URL, idle)
+				if rep.Session != "x" || !rep.Pong || rep.Burst == 0 || !rep.AfterIdle || !rep.BigFrame {
+					t.Errorf("report: got %+v, want DDP connected, pong, burst, a call after the idle time and a 1 MB frame", rep)
+				}
+				if rep.Pings < 1 {
+					t.Errorf("DDP pings: got %d, want the upstream's ping after 25 s to reach the client", rep.Pings)
+				}
+			})
+			t.Run("rocketchat-sdk", func(t *testing.T) {
+				t.Parallel()
+				rep := runClient(t, "rocketchat", g.URL, "12000")
+				if rep.Status != "connected" || rep.Calls != 21 || !rep.REST || rep.Slow != 12000 {
+					t.Errorf("report: got %+v, want DDP connected, 21 method results, REST answers and the 12 s answer", rep)
+				}
+			})
+			t.Run("http/rest", func(t *testing.T) {
+				t.Parallel()
+				rep := runClient(t, "rest", g.URL, "12000")
+				if rep.Slow != 12000 || rep.Conns != 1 {
+					t.Errorf("report: got %+v, want the 12 s answer on one kept-alive connection", rep)
+				}
+			})
+		})
+	}
+}
