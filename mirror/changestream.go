@@ -285,15 +285,8 @@ func (m *mirror) follow(ctx context.Context, cs *mongo.ChangeStream) error {
 			// Accounts_LoginExpiration lives in rocketchat_settings, which
 			// the stream does not follow.
 			expCheck = now
-			exp, err := loginExpiration(ctx, m.db)
-			if err != nil {
+			if _, err := m.refreshExpiration(ctx); err != nil {
 				return err
-			}
-			m.exp.Store(int64(exp))
-			if exp != m.cp.LoginExpiration {
-				if err := m.resyncTokens(ctx, exp); err != nil {
-					return err
-				}
 			}
 		}
 		// The resume token covers every event applied: save it with the

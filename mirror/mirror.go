@@ -178,17 +178,9 @@ func (m *mirror) run(ctx context.Context) error {
 	}
 	m.metrics.mode.Store(mode)
 	if mode == FollowChangeStream {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		if m.cfg.ReconcileInterval > 0 {
-			// Deleted sessions whose collection keeps no pre-images, and
-			// anything else a bug might leave behind.
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				m.reconcileLoop(ctx)
-			}()
-		}
+		// Reconciliation catches deleted sessions whose collection keeps
+		// no pre-images, and anything else a bug might leave behind.
+		defer m.goReconcile(ctx)()
 		return m.runStream(ctx)
 	}
 
@@ -212,18 +204,12 @@ func (m *mirror) run(ctx context.Context) error {
 
 	// Reconciliation runs beside polling, so a long one never delays a
 	// token's removal past the next poll.
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	if m.cfg.ReconcileInterval > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.reconcileLoop(ctx)
-		}()
-	}
+	defer m.goReconcile(ctx)()
 
 	// Re-checking active tokens runs beside polling too: a poll that reads
 	// a large backlog must not delay a revocation.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -263,6 +249,20 @@ func (m *mirror) run(ctx context.Context) error {
 // for good; it is generous because a poll after a long outage reads the
 // whole backlog.
 const pollTimeout = 5 * time.Minute
+
+// goReconcile starts reconcileLoop beside the caller's work, when
+// reconciliation is on, and returns the wait for it to end (after ctx).
+func (m *mirror) goReconcile(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	if m.cfg.ReconcileInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.reconcileLoop(ctx)
+		}()
+	}
+	return wg.Wait
+}
 
 // reconcileLoop reconciles every ReconcileInterval until ctx ends.
 func (m *mirror) reconcileLoop(ctx context.Context) {
@@ -426,19 +426,30 @@ func (m *mirror) syncUsers(ctx context.Context, exp time.Duration) (users, token
 	return users, tokens, nil
 }
 
-// poll applies the changes since the checkpoint, then advances the
-// checkpoint and the heartbeat to the time the poll began.
-func (m *mirror) poll(ctx context.Context) error {
-	began := time.Now()
+// refreshExpiration reads Accounts_LoginExpiration, which lives in
+// rocketchat_settings (neither polled nor followed), and rewrites every token
+// key's expiry when it changed since the checkpoint.
+func (m *mirror) refreshExpiration(ctx context.Context) (time.Duration, error) {
 	exp, err := loginExpiration(ctx, m.db)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	m.exp.Store(int64(exp))
 	if exp != m.cp.LoginExpiration {
 		if err := m.resyncTokens(ctx, exp); err != nil {
-			return err
+			return 0, err
 		}
+	}
+	return exp, nil
+}
+
+// poll applies the changes since the checkpoint, then advances the
+// checkpoint and the heartbeat to the time the poll began.
+func (m *mirror) poll(ctx context.Context) error {
+	began := time.Now()
+	exp, err := m.refreshExpiration(ctx)
+	if err != nil {
+		return err
 	}
 	usersHigh, users, err := m.pollUsers(ctx, m.cp.Users, exp)
 	if err != nil {
