@@ -83,7 +83,7 @@ type engine struct {
 // serves everything).
 func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok || p.fwd.pool.tlsConfig != nil {
+	if !ok || p.fwd.pool.dialer.tls != nil {
 		return nil, nil
 	}
 	f, err := tl.File()
@@ -973,8 +973,7 @@ func (l *evLoop) dial(c *evClient) {
 func dialFD(pool *upstreamPool, deadline time.Time) (int, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	d := net.Dialer{Timeout: pool.dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", pool.addr)
+	conn, err := pool.dialer.dialTCP(ctx)
 	if err != nil {
 		return -1, err
 	}
