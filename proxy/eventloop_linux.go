@@ -1120,7 +1120,7 @@ func (c *evClient) startResponse(block []byte) bool {
 func (c *evClient) observe() {
 	l := c.l
 	elapsed := l.now.Sub(c.start)
-	l.p.metrics.observe(ClassForward, c.status, elapsed)
+	l.p.metrics.observeLoop(c.status, elapsed)
 	if l.p.access != nil {
 		method, path, _ := bytes.Cut(c.logLine, []byte{' '})
 		l.p.logAccessLine(method, path, ClassForward, c.status, elapsed, c.peer.String())
@@ -1344,7 +1344,7 @@ func (c *evClient) timeout() {
 		if !c.headerStart.IsZero() && c.reqLen == 0 && headEnd(c.in[c.r:c.w]) == 0 {
 			// A head that did not arrive in time: 408 and close,
 			// like the fasthttp path's parseError.
-			l.p.metrics.observe(ClassForward, fasthttp.StatusRequestTimeout, 0)
+			l.p.metrics.observeLoop(fasthttp.StatusRequestTimeout, 0)
 			c.closeAfter = true
 			c.resp = append(append(append(c.resp[:0], "HTTP/1.1 408 Request Timeout\r\n"...), l.dateLine()...),
 				"Content-Length: 0\r\nConnection: close\r\n\r\n"...)
@@ -1373,7 +1373,7 @@ func (c *evClient) timeout() {
 // abort ends an exchange whose client went away before the response.
 func (c *evClient) abort() {
 	c.l.p.log.Debug("client gone while waiting for upstream")
-	c.l.p.metrics.observe(ClassForward, fasthttp.StatusBadRequest, c.l.now.Sub(c.start))
+	c.l.p.metrics.observeLoop(fasthttp.StatusBadRequest, c.l.now.Sub(c.start))
 	c.dropUpstream()
 	c.close()
 }
