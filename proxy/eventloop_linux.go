@@ -32,8 +32,9 @@ import (
 // wake-ups, spinning threads and netpoll calls cost more CPU than the
 // proxying itself (profiles in bench/README.md). nginx does the same
 // system calls from one thread per core that sleeps only in epoll_wait.
-// So does this: one loop per GOMAXPROCS, each on its own locked thread with
-// its own epoll set, accepting from the shared listening socket
+// This comes close: one loop per GOMAXPROCS, each a single goroutine with
+// its own epoll set (parked in the runtime's netpoller when it has nothing
+// to do, see wait), accepting from the shared listening socket
 // (EPOLLEXCLUSIVE) and driving each connection as a state machine over
 // non-blocking sockets.
 //
