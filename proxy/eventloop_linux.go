@@ -32,8 +32,9 @@ import (
 // wake-ups, spinning threads and netpoll calls cost more CPU than the
 // proxying itself (profiles in bench/README.md). nginx does the same
 // system calls from one thread per core that sleeps only in epoll_wait.
-// So does this: one loop per GOMAXPROCS, each on its own locked thread with
-// its own epoll set, accepting from the shared listening socket
+// This comes close: one loop per GOMAXPROCS, each a single goroutine with
+// its own epoll set (parked in the runtime's netpoller when it has nothing
+// to do, see wait), accepting from the shared listening socket
 // (EPOLLEXCLUSIVE) and driving each connection as a state machine over
 // non-blocking sockets.
 //
@@ -84,7 +85,7 @@ type engine struct {
 // serves everything).
 func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok || p.fwd.pool.tlsConfig != nil {
+	if !ok || p.fwd.pool.dialer.tls != nil {
 		return nil, nil
 	}
 	f, err := tl.File()
@@ -1009,8 +1010,7 @@ func (l *evLoop) dial(c *evClient) {
 func dialFD(pool *upstreamPool, deadline time.Time) (int, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	d := net.Dialer{Timeout: pool.dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", pool.addr)
+	conn, err := pool.dialer.dialTCP(ctx)
 	if err != nil {
 		return -1, err
 	}
@@ -1157,7 +1157,7 @@ func (c *evClient) startResponse(block []byte) bool {
 func (c *evClient) observe() {
 	l := c.l
 	elapsed := l.now.Sub(c.start)
-	l.p.metrics.observe(ClassForward, c.status, elapsed)
+	l.p.metrics.observeLoop(c.status, elapsed)
 	if l.p.access != nil {
 		method, path, _ := bytes.Cut(c.logLine, []byte{' '})
 		l.p.logAccessLine(method, path, ClassForward, c.status, elapsed, c.peer.String())
@@ -1381,7 +1381,7 @@ func (c *evClient) timeout() {
 		if !c.headerStart.IsZero() && c.reqLen == 0 && headEnd(c.in[c.r:c.w]) == 0 {
 			// A head that did not arrive in time: 408 and close,
 			// like the fasthttp path's parseError.
-			l.p.metrics.observe(ClassForward, fasthttp.StatusRequestTimeout, 0)
+			l.p.metrics.observeLoop(fasthttp.StatusRequestTimeout, 0)
 			c.closeAfter = true
 			c.resp = append(append(append(c.resp[:0], "HTTP/1.1 408 Request Timeout\r\n"...), l.dateLine()...),
 				"Content-Length: 0\r\nConnection: close\r\n\r\n"...)
@@ -1410,7 +1410,7 @@ func (c *evClient) timeout() {
 // abort ends an exchange whose client went away before the response.
 func (c *evClient) abort() {
 	c.l.p.log.Debug("client gone while waiting for upstream")
-	c.l.p.metrics.observe(ClassForward, fasthttp.StatusBadRequest, c.l.now.Sub(c.start))
+	c.l.p.metrics.observeLoop(fasthttp.StatusBadRequest, c.l.now.Sub(c.start))
 	c.dropUpstream()
 	c.close()
 }

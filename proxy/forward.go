@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -49,26 +48,10 @@ func newForwarder(cfg *config.Config, log *zap.Logger, m *metrics) (*forwarder, 
 	if err != nil {
 		return nil, err
 	}
-	addr := u.Host
-	if u.Port() == "" {
-		if u.Scheme == "https" {
-			addr = net.JoinHostPort(u.Hostname(), "443")
-		} else {
-			addr = net.JoinHostPort(u.Hostname(), "80")
-		}
-	}
-	var tlsConfig *tls.Config
-	if u.Scheme == "https" {
-		tlsConfig = &tls.Config{
-			ServerName:         u.Hostname(),
-			InsecureSkipVerify: cfg.Upstream.TLSInsecureSkipVerify, //nolint:gosec // an operator's explicit choice
-			NextProtos:         []string{"http/1.1"},
-		}
-	}
 	return &forwarder{
 		upstream:              u,
 		hostHeader:            []byte(u.Host),
-		pool:                  newUpstreamPool(addr, tlsConfig, cfg.Upstream.DialTimeout, cfg.Upstream.IdleConnTimeout, cfg.Upstream.MaxConns),
+		pool:                  newUpstreamPool(newUpstreamDialer(u, cfg.Upstream.TLSInsecureSkipVerify, cfg.Upstream.DialTimeout), cfg.Upstream.IdleConnTimeout, cfg.Upstream.MaxConns),
 		log:                   log,
 		metrics:               m,
 		responseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,

@@ -18,6 +18,7 @@ type metrics struct {
 	tunnelsOpen    prometheus.Gauge
 	tunnelsTotal   prometheus.Counter
 	handoffs       *prometheus.CounterVec
+	loopRequests   prometheus.Counter
 
 	byClass map[string]*classMetrics
 
@@ -61,9 +62,13 @@ func newMetrics(reg prometheus.Registerer, classes []string) (*metrics, error) {
 			Namespace: "sessiongate", Name: "event_loop_handoffs_total",
 			Help: "Client connections the event loop handed to the fasthttp path, by the reason of the request that did not fit it (route, websocket, http10, connect, chunked_body, large_body, expect_continue, partial, unparsed, pool_full, retry).",
 		}, []string{"reason"}),
+		loopRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sessiongate", Name: "event_loop_requests_total",
+			Help: "Requests the event loop answered itself; the rest of sessiongate_requests_total was answered by the fasthttp path.",
+		}),
 		byClass: make(map[string]*classMetrics, len(classes)),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstreamErrors, m.tunnelsOpen, m.tunnelsTotal, m.handoffs} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.upstreamErrors, m.tunnelsOpen, m.tunnelsTotal, m.handoffs, m.loopRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -83,6 +88,12 @@ func (m *metrics) observe(class string, status int, elapsed time.Duration) {
 	}
 	cm.duration.Observe(elapsed.Seconds())
 	cm.counter(status).Inc()
+}
+
+// observeLoop counts one forwarded request answered by the event loop.
+func (m *metrics) observeLoop(status int, elapsed time.Duration) {
+	m.loopRequests.Inc()
+	m.observe(ClassForward, status, elapsed)
 }
 
 func (cm *classMetrics) counter(status int) prometheus.Counter {

@@ -98,7 +98,7 @@ func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes 
 	if p.fwd, err = newForwarder(cfg, p.log, p.metrics); err != nil {
 		return nil, err
 	}
-	p.tunnels = newTunnels(&cfg.Upstream, p.fwd.upstream, p.log, p.metrics)
+	p.tunnels = newTunnels(&cfg.Upstream, p.fwd.pool.dialer, p.log, p.metrics)
 	p.server = p.newServer()
 	for _, g := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

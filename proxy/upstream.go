@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -115,9 +114,7 @@ func (c *upstreamConn) setWriteDeadline(t time.Time) {
 // upstreamPool keeps keep-alive connections to one upstream address, at most
 // maxConns of them open (idle or busy), the most recently used first.
 type upstreamPool struct {
-	addr        string
-	tlsConfig   *tls.Config // nil for http://
-	dialTimeout time.Duration
+	dialer      *upstreamDialer
 	idleTimeout time.Duration
 	maxConns    int
 
@@ -147,11 +144,9 @@ func (p *upstreamPool) setShed(fn func()) {
 // elsewhere should be closed to make room for them instead.
 func (p *upstreamPool) wanted() bool { return p.waiting.Load() > 0 }
 
-func newUpstreamPool(addr string, tlsConfig *tls.Config, dialTimeout, idleTimeout time.Duration, maxConns int) *upstreamPool {
+func newUpstreamPool(dialer *upstreamDialer, idleTimeout time.Duration, maxConns int) *upstreamPool {
 	p := &upstreamPool{
-		addr:        addr,
-		tlsConfig:   tlsConfig,
-		dialTimeout: dialTimeout,
+		dialer:      dialer,
 		idleTimeout: idleTimeout,
 		maxConns:    maxConns,
 		stopReaper:  make(chan struct{}),
@@ -302,21 +297,9 @@ func (p *upstreamPool) release() {
 func (p *upstreamPool) dial(deadline time.Time) (*upstreamConn, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	d := net.Dialer{Timeout: p.dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	conn, err := p.dialer.dial(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if p.tlsConfig != nil {
-		tc := tls.Client(conn, p.tlsConfig)
-		hctx, hcancel := context.WithTimeout(ctx, p.dialTimeout)
-		err := tc.HandshakeContext(hctx)
-		hcancel()
-		if err != nil {
-			conn.Close()
-			return nil, err
-		}
-		conn = tc
 	}
 	return &upstreamConn{conn: conn, br: bufio.NewReaderSize(conn, upstreamBufferSize)}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -73,9 +72,7 @@ var (
 // tunnels opens and tracks WebSocket tunnels. All methods are safe for
 // concurrent use.
 type tunnels struct {
-	addr       string      // upstream host:port to dial
-	tlsConfig  *tls.Config // nil for a plain http:// upstream
-	dialer     net.Dialer
+	dialer     *upstreamDialer
 	headerWait time.Duration // upstream.response_header_timeout
 	log        *zap.Logger
 	metrics    *metrics
@@ -102,24 +99,13 @@ type tunnel struct {
 	once     sync.Once
 }
 
-func newTunnels(cfg *config.Upstream, upstream *url.URL, log *zap.Logger, m *metrics) *tunnels {
+func newTunnels(cfg *config.Upstream, dialer *upstreamDialer, log *zap.Logger, m *metrics) *tunnels {
 	t := &tunnels{
-		addr:       upstreamDialAddr(upstream),
-		dialer:     net.Dialer{Timeout: cfg.DialTimeout},
+		dialer:     dialer,
 		headerWait: cfg.ResponseHeaderTimeout,
 		log:        log.Named("websocket"),
 		metrics:    m,
 		open:       make(map[*tunnel]struct{}),
-	}
-	if upstream.Scheme == "https" {
-		t.tlsConfig = &tls.Config{
-			ServerName:         upstream.Hostname(),
-			InsecureSkipVerify: cfg.TLSInsecureSkipVerify, //nolint:gosec // an operator's explicit choice (upstream.tls_insecure_skip_verify)
-			// HTTP/1.1 only: a WebSocket over HTTP/2 is a different
-			// handshake (RFC 8441) that this tunnel does not speak.
-			NextProtos: []string{"http/1.1"},
-			MinVersion: tls.VersionTLS12,
-		}
 	}
 	return t
 }
@@ -207,7 +193,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 	up, err := t.dial()
 	if err != nil {
 		t.metrics.upstreamError("connect")
-		t.log.Debug("upstream dial failed", zap.String("upstream", t.addr), zap.Error(err))
+		t.log.Debug("upstream dial failed", zap.String("upstream", t.dialer.addr), zap.Error(err))
 		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 		return
 	}
@@ -256,19 +242,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 
 // dial connects to the upstream within upstream.dial_timeout, including
 // the TLS handshake for an https upstream.
-func (t *tunnels) dial() (net.Conn, error) {
-	ctx := context.Background()
-	if t.dialer.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t.dialer.Timeout)
-		defer cancel()
-	}
-	if t.tlsConfig == nil {
-		return t.dialer.DialContext(ctx, "tcp", t.addr)
-	}
-	d := tls.Dialer{NetDialer: &t.dialer, Config: t.tlsConfig}
-	return d.DialContext(ctx, "tcp", t.addr)
-}
+func (t *tunnels) dial() (net.Conn, error) { return t.dialer.dial(context.Background()) }
 
 // writeAndReadHead sends the handshake and returns the upstream's final
 // response head (up to and including the blank line), still in br's buffer:
@@ -335,12 +309,12 @@ func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.metrics.upstreamError("timeout")
-		t.log.Debug("upstream handshake timed out", zap.String("upstream", t.addr), zap.Duration("timeout", t.headerWait))
+		t.log.Debug("upstream handshake timed out", zap.String("upstream", t.dialer.addr), zap.Duration("timeout", t.headerWait))
 		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
 		return
 	}
 	t.metrics.upstreamError("reset")
-	t.log.Debug("upstream handshake failed", zap.String("upstream", t.addr), zap.Error(err))
+	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(err))
 	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 }
 

@@ -253,7 +253,7 @@ func newWSFixture(t *testing.T, upstream string, keep bool, headerWait time.Dura
 		t.Fatal(err)
 	}
 	cfg := &config.Upstream{DialTimeout: time.Second, ResponseHeaderTimeout: headerWait, TLSInsecureSkipVerify: true}
-	f := &wsFixture{t: t, tunnels: newTunnels(cfg, u, zap.NewNop(), m), reg: reg}
+	f := &wsFixture{t: t, tunnels: newTunnels(cfg, newUpstreamDialer(u, cfg.TLSInsecureSkipVerify, cfg.DialTimeout), zap.NewNop(), m), reg: reg}
 	f.server = &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			f.tunnels.serve(ctx, fwdTestProxy().appendHandshakeHead)
@@ -740,7 +740,7 @@ func BenchmarkTunnel(b *testing.B) {
 func benchProxy(b *testing.B, upstream string) string {
 	u, _ := url.Parse(upstream)
 	m, _ := newMetrics(prometheus.NewRegistry(), []string{ClassWebSocket})
-	tn := newTunnels(&config.Upstream{DialTimeout: time.Second, ResponseHeaderTimeout: time.Second}, u, zap.NewNop(), m)
+	tn := newTunnels(&config.Upstream{DialTimeout: time.Second, ResponseHeaderTimeout: time.Second}, newUpstreamDialer(u, false, time.Second), zap.NewNop(), m)
 	s := &fasthttp.Server{
 		Handler:                       func(ctx *fasthttp.RequestCtx) { tn.serve(ctx, fwdTestProxy().appendHandshakeHead) },
 		DisableHeaderNamesNormalizing: true,

@@ -3,7 +3,7 @@ package sessions
 import "github.com/valyala/fasthttp"
 
 // The route's fixed bodies, byte for byte as Rocket.Chat sends them (docs/route.md,
-// seed/get-current-user-session-information.md). Compact JSON, no newline.
+// docs/data-contract.md). Compact JSON, no newline.
 var (
 	bodyUnauthorizedClassic  = []byte(`{"status":"error","message":"You must be logged in to do this."}`)
 	bodyUnauthorizedExtended = []byte(`{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}`)

@@ -89,8 +89,8 @@ func (m *memStore) Authenticate(ctx context.Context, userID, hashedToken []byte)
 	return nil
 }
 
-// seedDoc is the seed's success body without "success":true
-// (seed/get-current-user-session-information.md), compact as stored.
+// seedDoc is the success body of Rocket.Chat's API documentation example
+// without "success":true (docs/data-contract.md), compact as stored.
 const seedDoc = `{"_id":"646ceae9a8c3a3ba32d0e897","type":"session","sessionId":"QoYYFw2t9oKks2niG","instanceId":"f0313fa9-ebe6-4a84-8580-3104f6a09988","loginToken":"orklPYtfnjnG6mG7OMuLbOBDzs8I9myfcLl2yzv7WoU=","ip":"172.20.0.2","host":"localhost:3000","device":{"type":"browser","name":"Chrome","longVersion":"113.0.0.0","os":{"name":"Windows","version":"10"},"version":"113.0.0"},"userId":"rbAXPnMktTFbNpwtJ","roles":["user","admin","livechat-agent","livechat-manager"],"mostImportantRole":"admin","loginAt":"2023-05-23T16:33:45.202Z","day":23,"month":5,"year":2023,"searchTerm":"ChromebrowserWindowsQoYYFw2t9oKks2niGrbAXPnMktTFbNpwtJ","createdAt":"2023-05-23T16:33:45.203Z","_updatedAt":"2023-05-23T17:56:31.599Z","closedAt":"2023-05-23T17:56:31.599Z","lastActivityAt":"2023-05-23T17:56:31.599Z"}`
 
 const (

@@ -27,7 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The seed's example (seed/get-current-user-session-information.md).
+// The example session of Rocket.Chat's API documentation (docs/data-contract.md).
 const (
 	routeSeedUser    = "rbAXPnMktTFbNpwtJ"
 	routeSeedToken   = "4uBKb3a7jl28SM1uIAiXnqGvg9CBre9FA8cWxp8AaA6"

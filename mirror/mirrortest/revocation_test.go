@@ -67,8 +67,9 @@ func statusName(code int) string {
 	return fasthttp.StatusMessage(code)
 }
 
-// tokenWritePath is one row of rocketchat-token-writes.md: a write on
-// users (and maybe more) exactly as that code path makes it.
+// tokenWritePath is one code path of docs/mirror.md's "Every code path that
+// changes login tokens": a write on users (and maybe more) exactly as that
+// code path makes it.
 type tokenWritePath struct {
 	name string
 	// revoked and kept are the plain tokens (of current, other, pat) the
