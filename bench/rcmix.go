@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -200,12 +201,18 @@ func (h *harness) runRCMix(ctx context.Context) error {
 // rcmixRun opens the WebSockets (not measured: a ramp), starts the polls
 // and streams, then measures one window of -rcmix-duration with the REST
 // mix running, and closes everything.
-func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) rcmixResult {
+func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) (res rcmixResult) {
 	o := h.o
 	per := rcmixTimings(o.rcmixDuration)
-	res := rcmixResult{Target: t.name, WSWanted: o.rcmixWS}
+	res = rcmixResult{Target: t.name, WSWanted: o.rcmixWS}
 	var errs errTally
-	defer func() { res.Errors, res.FirstErrors = errs.count, errs.first }()
+	// Last of the deferred calls: after every client has stopped, so the
+	// tally is final (res is the named result: the copy the caller gets).
+	defer func() {
+		errs.mu.Lock()
+		res.Errors, res.FirstErrors = maps.Clone(errs.count), maps.Clone(errs.first)
+		errs.mu.Unlock()
+	}()
 
 	// stop ends every client; stopping is set first so that the errors
 	// that closing causes are not counted.
