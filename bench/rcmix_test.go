@@ -147,3 +147,23 @@ func TestRCMixShapes(t *testing.T) {
 		t.Errorf("percentile: p50 %v p99 %v", percentile(xs, 0.5), percentile(xs, 0.99))
 	}
 }
+
+// The report's ratio row and goal verdict come from the medians per target.
+func TestRCMixTable(t *testing.T) {
+	h := smallMix()
+	h.o.rounds = 1
+	h.res.RCMix = []rcmixResult{
+		{Target: tGate, Seconds: 10, CPU: 3, PeakRSS: 40 << 20, EndRSS: 30 << 20, RESTRate: 100, P50: 1, P99: 8, Errors: map[string]int64{"poll": 2}, FirstErrors: map[string]string{"poll": "EOF"}},
+		{Target: tNginx, Seconds: 10, CPU: 2, PeakRSS: 80 << 20, EndRSS: 60 << 20, RESTRate: 100, P50: 1, P99: 4},
+	}
+	txt := h.rcmixTable().text()
+	for _, want := range []string{
+		"sessiongate ÷ nginx        1.50×                   0.50×     0.50×",
+		"CPU ≤ 1.00× (1.50×), p99 ≤ 1.00× (2.00×), RSS < 1.00× (peak 0.50×, end 0.50×): MISSED",
+		"sessiongate errors, poll: 2 (first: EOF)",
+	} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("missing %q in\n%s", want, txt)
+		}
+	}
+}
