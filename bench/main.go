@@ -231,6 +231,15 @@ func newHarness(o options) (*harness, error) {
 		}
 		h.cases[c] = true
 	}
+	for name, v := range map[string]int{"-rcmix-ws": o.rcmixWS, "-rcmix-polls": o.rcmixPolls, "-rcmix-streams": o.rcmixStreams,
+		"-rcmix-rate": o.rcmixRate, "-rcmix-conns": o.rcmixConns} {
+		if v < 0 {
+			return nil, fmt.Errorf("%s: %d is negative", name, v)
+		}
+	}
+	if h.cases["rcmix"] && o.rcmixDuration < time.Second {
+		return nil, fmt.Errorf("-rcmix-duration: %v is under a second", o.rcmixDuration)
+	}
 	h.res = results{
 		Started:  time.Now().UTC(),
 		Probes:   map[string]map[string]string{},

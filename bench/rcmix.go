@@ -230,7 +230,7 @@ func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) (res rcmixResult)
 	progress("rcmix → %s: opening %d WebSockets", t.name, o.rcmixWS)
 	ws := make([]*websocket.Conn, o.rcmixWS)
 	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 512, WriteBufferSize: 512}
-	var next atomic.Int64
+	var next, failed atomic.Int64
 	var dialWG sync.WaitGroup
 	for w := 0; w < min(64, o.rcmixWS); w++ {
 		dialWG.Add(1)
@@ -248,6 +248,12 @@ func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) (res rcmixResult)
 						err = fmt.Errorf("%w (status %d)", err, resp.StatusCode)
 					}
 					errs.add("ws connect", err)
+					// Give up once failures pass 1 %: a target that cannot
+					// tunnel fails fast instead of timing out thousands of
+					// times.
+					if failed.Add(1) > int64(len(ws)/100+1) {
+						next.Store(int64(len(ws)))
+					}
 					continue
 				}
 				ws[i] = c
@@ -257,6 +263,10 @@ func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) (res rcmixResult)
 	dialWG.Wait()
 	if ctx.Err() != nil {
 		res.Err = ctx.Err().Error()
+		return res
+	}
+	if n := failed.Load(); n > int64(len(ws)/100+1) {
+		res.Err = fmt.Sprintf("gave up opening WebSockets after %d failures", n)
 		return res
 	}
 
@@ -513,8 +523,12 @@ type restStats struct {
 // seven are forwarded GETs of a 1 KB document.
 func (h *harness) rcmixREST(ctx context.Context, t rcmixTarget, start time.Time, d time.Duration, errs *errTally, stopping *atomic.Bool) restStats {
 	o := h.o
+	if o.rcmixRate <= 0 {
+		proc.Sleep(ctx, d) // no REST: the window still runs
+		return restStats{}
+	}
 	conns := max(1, o.rcmixConns)
-	rate := max(1, o.rcmixRate)
+	rate := o.rcmixRate
 	interval := float64(time.Second) / float64(rate)
 	total := int64(d.Seconds() * float64(rate))
 	var sent, ok atomic.Int64

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -165,5 +167,16 @@ func TestRCMixTable(t *testing.T) {
 		if !strings.Contains(txt, want) {
 			t.Errorf("missing %q in\n%s", want, txt)
 		}
+	}
+}
+
+// A target that refuses WebSockets fails the run at once, with the reason.
+func TestRCMixGivesUpWithoutWebSockets(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	h := smallMix()
+	r := h.rcmixRun(context.Background(), rcmixTarget{name: "no-ws", addr: srv.Listener.Addr().String(), pids: func() []int { return nil }})
+	if !strings.Contains(r.Err, "gave up opening WebSockets") || r.Errors["ws connect"] == 0 || !strings.Contains(r.FirstErrors["ws connect"], "404") {
+		t.Errorf("got Err %q, errors %v, first %v", r.Err, r.Errors, r.FirstErrors)
 	}
 }
