@@ -10,7 +10,9 @@
 // proxy in front of the same upstream, probes that every target answers
 // correctly, then measures in interleaved rounds with wrk and
 // redis-benchmark, moves a large upload and download through each proxy,
-// and holds thousands of idle WebSocket tunnels open. It prints one report
+// and holds thousands of idle WebSocket tunnels open; with -cases rcmix it
+// also runs a Rocket.Chat-shaped mix of WebSockets, held polls, streams and
+// REST against sessiongate and nginx (rcmix.go). It prints one report
 // and writes it, with the raw samples and every process's log, to
 // bench/out/<time>/ (results.txt, results.md, results.json, logs/).
 //
