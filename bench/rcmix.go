@@ -757,7 +757,7 @@ func (h *harness) rcmixTable() table {
 		a := by[name]
 		row := []string{name, strconv.Itoa(a.runs), "—", "—", "—", "—", "—", "—", "—", "—", "—", "—", "—", "—", "—"}
 		if a.runs > 0 {
-			row[2] = fmt.Sprintf("%.1f", median(a.cpu))
+			row[2] = fmt.Sprintf("%.2f", median(a.cpu))
 			row[3] = fmt.Sprintf("%.0f%%", median(a.core))
 			row[4], row[5] = fmtMiB(int64(median(a.peak))), fmtMiB(int64(median(a.end)))
 			row[6], row[7], row[8] = fmtRPS(median(a.rate)), fmtMS(median(a.p50)), fmtMS(median(a.p99))
