@@ -390,6 +390,9 @@ func (h *harness) tables() []table {
 		t.notes = append(t.notes, "RSS per tunnel = (RSS after − RSS before) ÷ tunnels; nginx's is summed over master and workers. \"closed in\": until the target's open descriptors fell back after the client closed every tunnel.")
 		out = append(out, t)
 	}
+	if len(h.res.RCMix) > 0 {
+		out = append(out, h.rcmixTable())
+	}
 	return out
 }
 

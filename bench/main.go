@@ -10,7 +10,9 @@
 // proxy in front of the same upstream, probes that every target answers
 // correctly, then measures in interleaved rounds with wrk and
 // redis-benchmark, moves a large upload and download through each proxy,
-// and holds thousands of idle WebSocket tunnels open. It prints one report
+// and holds thousands of idle WebSocket tunnels open; with -cases rcmix it
+// also runs a Rocket.Chat-shaped mix of WebSockets, held polls, streams and
+// REST against sessiongate and nginx (rcmix.go). It prints one report
 // and writes it, with the raw samples and every process's log, to
 // bench/out/<time>/ (results.txt, results.md, results.json, logs/).
 //
@@ -68,6 +70,11 @@ type options struct {
 	strict       bool
 	profile      bool
 	gateEnv      multiFlag
+
+	// The rcmix case (rcmix.go).
+	rcmixWS, rcmixPolls, rcmixStreams int
+	rcmixRate, rcmixConns             int
+	rcmixDuration                     time.Duration
 }
 
 type multiFlag []string
@@ -75,8 +82,12 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
-// allCases lists the case keys -cases accepts, in run order.
-var allCases = []string{"get64", "get1", "post16k", "info", "mix", "transfer", "tunnels"}
+// allCases lists the case keys -cases accepts, in run order; "all" selects
+// every one. defaultCases leaves out rcmix, which runs minutes on its own.
+var (
+	allCases     = []string{"get64", "get1", "post16k", "info", "mix", "transfer", "tunnels", "rcmix"}
+	defaultCases = allCases[:len(allCases)-1]
+)
 
 func main() {
 	os.Exit(run())
@@ -91,7 +102,7 @@ func run() int {
 	flag.IntVar(&o.users, "users", 10000, "users seeded into Redis (each with 2 tokens and 3 sessions)")
 	flag.Int64Var(&o.transferSize, "transfer-bytes", 1<<30, "size of the upload and the download")
 	flag.IntVar(&o.tunnels, "tunnels", 10000, "idle WebSocket tunnels to hold open")
-	flag.StringVar(&o.cases, "cases", strings.Join(allCases, ","), "comma-separated cases to run")
+	flag.StringVar(&o.cases, "cases", strings.Join(defaultCases, ","), "comma-separated cases to run (all: every case, with rcmix)")
 	flag.DurationVar(&o.budget, "budget", 10*time.Minute, "hard limit for the run after the build")
 	flag.IntVar(&o.nginxWorkers, "nginx-workers", runtime.NumCPU(), "nginx worker_processes (default: nproc, as sessiongate's GOMAXPROCS)")
 	flag.StringVar(&o.binary, "binary", "", "use this sessiongate binary instead of building one")
@@ -101,22 +112,37 @@ func run() int {
 	flag.BoolVar(&o.profile, "profile", false, "take a CPU profile of sessiongate during each case of the last round (needs /debug/pprof on its admin listener)")
 	flag.BoolVar(&o.strict, "strict", false, "exit 1 when a target answered wrongly or a run failed (for CI smoke runs; performance goals are never judged)")
 	flag.Var(&o.gateEnv, "gate-env", "extra SESSIONGATE_*=value for sessiongate (repeatable)")
+	flag.IntVar(&o.rcmixWS, "rcmix-ws", 2000, "rcmix: DDP WebSocket connections")
+	flag.IntVar(&o.rcmixPolls, "rcmix-polls", 200, "rcmix: xhr-polling clients")
+	flag.IntVar(&o.rcmixStreams, "rcmix-streams", 50, "rcmix: xhr-streaming clients")
+	flag.IntVar(&o.rcmixRate, "rcmix-rate", 2000, "rcmix: REST requests per second (fixed rate)")
+	flag.IntVar(&o.rcmixConns, "rcmix-conns", 64, "rcmix: REST connections")
+	flag.DurationVar(&o.rcmixDuration, "rcmix-duration", time.Minute, "rcmix: measured window per run (default: -duration when that is given, else 60s)")
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["duration"] && !set["rcmix-duration"] {
+		o.rcmixDuration = o.duration
+	}
 	if o.quick {
-		set := map[string]bool{}
-		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]func(){
 			"rounds":         func() { o.rounds = 3 },
 			"duration":       func() { o.duration = 2 * time.Second },
 			"transfer-bytes": func() { o.transferSize = 256 << 20 },
 			"tunnels":        func() { o.tunnels = 2000 },
 			"budget":         func() { o.budget = 2 * time.Minute },
+			"rcmix-duration": func() { o.rcmixDuration = 20 * time.Second },
 		}
 		for name, apply := range quick {
 			if !set[name] {
 				apply()
 			}
 		}
+	}
+
+	if !set["budget"] && (strings.Contains(","+o.cases+",", ",rcmix,") || strings.Contains(","+o.cases+",", ",all,")) {
+		// Each rcmix run: its window, the ramp and the close, per target.
+		o.budget += time.Duration(o.rounds) * 2 * (o.rcmixDuration + 45*time.Second)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -175,6 +201,7 @@ type results struct {
 	Failures map[string]map[string][]string
 	Transfer []transferResult
 	Tunnels  []tunnelResult
+	RCMix    []rcmixResult
 	Notes    []string
 	Warnings []string
 }
@@ -195,10 +222,25 @@ func newHarness(o options) (*harness, error) {
 		if c == "" {
 			continue
 		}
+		if c == "all" {
+			for _, a := range allCases {
+				h.cases[a] = true
+			}
+			continue
+		}
 		if !contains(allCases, c) {
 			return nil, fmt.Errorf("-cases: unknown case %q (known: %s)", c, strings.Join(allCases, ","))
 		}
 		h.cases[c] = true
+	}
+	for name, v := range map[string]int{"-rcmix-ws": o.rcmixWS, "-rcmix-polls": o.rcmixPolls, "-rcmix-streams": o.rcmixStreams,
+		"-rcmix-rate": o.rcmixRate, "-rcmix-conns": o.rcmixConns} {
+		if v < 0 {
+			return nil, fmt.Errorf("%s: %d is negative", name, v)
+		}
+	}
+	if h.cases["rcmix"] && o.rcmixDuration < time.Second {
+		return nil, fmt.Errorf("-rcmix-duration: %v is under a second", o.rcmixDuration)
 	}
 	h.res = results{
 		Started:  time.Now().UTC(),
@@ -279,6 +321,9 @@ func (h *harness) run(ctx context.Context) error {
 	if err == nil && h.cases["tunnels"] {
 		err = h.runTunnels(ctx)
 	}
+	if err == nil && h.cases["rcmix"] {
+		err = h.runRCMix(ctx)
+	}
 	if err != nil {
 		h.res.Warnings = append(h.res.Warnings, "run cut short: "+err.Error())
 	}
@@ -318,6 +363,17 @@ func (h *harness) problems() []string {
 			out = append(out, fmt.Sprintf("tunnels → %s: %d/%d open %s", r.Target, r.Opened, r.Wanted, r.Err))
 		}
 	}
+	for _, r := range h.res.RCMix {
+		if r.Err != "" {
+			out = append(out, fmt.Sprintf("rcmix round %d → %s: run failed: %s", r.Round, r.Target, r.Err))
+		}
+		for k, n := range r.Errors {
+			out = append(out, fmt.Sprintf("rcmix round %d → %s: %d %s error(s), first: %s", r.Round, r.Target, n, k, r.FirstErrors[k]))
+		}
+		if r.Err == "" && r.WSOpen < r.WSWanted {
+			out = append(out, fmt.Sprintf("rcmix round %d → %s: %d/%d WebSockets open", r.Round, r.Target, r.WSOpen, r.WSWanted))
+		}
+	}
 	return out
 }
 
@@ -352,11 +408,21 @@ func checkTools() error {
 // the hard limit cannot be raised (no CAP_SYS_RESOURCE, as in some
 // containers) the number of tunnels shrinks to fit and the report says so.
 func (h *harness) raiseFileLimit() {
-	if !h.cases["tunnels"] || h.o.tunnels <= 0 {
+	const slack = 256 // listeners, pools, logs, /proc reads
+	// The rcmix case holds one descriptor per client here and two in the
+	// proxy, like the tunnels.
+	mix := 0
+	if h.cases["rcmix"] {
+		mix = h.rcmixClients()
+	}
+	tunnels := 0
+	if h.cases["tunnels"] {
+		tunnels = max(0, h.o.tunnels)
+	}
+	if tunnels == 0 && mix == 0 {
 		return
 	}
-	const slack = 256 // listeners, pools, logs, /proc reads
-	want := uint64(2*h.o.tunnels + slack)
+	want := uint64(2*max(tunnels, mix) + slack)
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return
@@ -370,6 +436,14 @@ func (h *harness) raiseFileLimit() {
 	}
 	nl = syscall.Rlimit{Cur: rl.Max, Max: rl.Max}
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nl)
+	if mix > 0 && uint64(2*mix+slack) > nl.Cur {
+		h.res.Warnings = append(h.res.Warnings, fmt.Sprintf(
+			"RLIMIT_NOFILE hard limit is %d and cannot be raised here: the rcmix case's %d clients need about %d descriptors in sessiongate; expect connection errors",
+			rl.Max, mix, 2*mix+slack))
+	}
+	if tunnels == 0 {
+		return
+	}
 	fit := 0
 	if nl.Cur > slack {
 		fit = int(nl.Cur-slack) / 2
@@ -471,7 +545,7 @@ func (h *harness) startServices(ctx context.Context) error {
 		return err
 	}
 	ndir := filepath.Join(h.tmp, "nginx")
-	conf, err := writeNginxConf(ndir, h.o.nginxWorkers, h.upstreamAddr, h.nginxAddr, 2*h.o.tunnels+4096)
+	conf, err := writeNginxConf(ndir, h.o.nginxWorkers, h.upstreamAddr, h.nginxAddr, 2*max(h.o.tunnels, h.rcmixClients())+4096)
 	if err != nil {
 		return err
 	}

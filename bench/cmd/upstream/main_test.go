@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/valyala/fasthttp"
 )
 
@@ -113,5 +114,63 @@ func TestWebSocket(t *testing.T) {
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(br, got); err != nil || !bytes.Equal(got, frameOK) {
 		t.Errorf("frame: got %q, %v want %q", got, err, frameOK)
+	}
+}
+
+// TestSockJSEndpoints checks the rcmix case's three endpoints: the held
+// poll, the stream and the DDP WebSocket's echo and ping.
+func TestSockJSEndpoints(t *testing.T) {
+	addr := serve(t)
+	base := "http://" + addr
+
+	start := time.Now()
+	resp, err := http.Post(base+"/sockjs/1/abc/xhr?hold_ms=200", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != PollAnswer || time.Since(start) < 200*time.Millisecond {
+		t.Errorf("poll: got %q after %v, want %q after 200ms", b, time.Since(start), PollAnswer)
+	}
+
+	resp, err = http.Post(base+"/sockjs/1/abc/xhr_streaming?interval_ms=50", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(StreamPrelude) + StreamFrame + StreamFrame
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != want {
+		t.Errorf("stream: got %q, %v; want the prelude and two frames", got, err)
+	}
+	resp.Body.Close()
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/sockjs/1/abc/websocket?ping_ms=100", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	pinged := make(chan struct{}, 1)
+	ws.SetPingHandler(func(string) error {
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	msg := strings.Repeat("m", 300) // over 125 bytes: the 16-bit length form
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, echo, err := ws.ReadMessage()
+	if err != nil || typ != websocket.TextMessage || string(echo) != msg {
+		t.Fatalf("echo: got %d %q, %v", typ, echo, err)
+	}
+	go ws.ReadMessage() // runs the ping handler
+	select {
+	case <-pinged:
+	case <-time.After(5 * time.Second):
+		t.Error("no ping within 5s (ping_ms=100)")
 	}
 }

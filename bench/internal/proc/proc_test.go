@@ -182,3 +182,26 @@ func TestReadSelf(t *testing.T) {
 		t.Fatalf("got peak %d, want 42", got)
 	}
 }
+
+// TestCPUSeconds burns CPU in this process and expects its counted time to
+// grow by about as much (a lower bound only: the machine may be busy).
+func TestCPUSeconds(t *testing.T) {
+	before, err := CPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		x++
+	}
+	after, err := CPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 0.01 {
+		t.Errorf("CPU time grew %.2fs over a 300 ms busy loop (%d turns); want some", after-before, x)
+	}
+	if _, err := CPUSeconds(1 << 30); err == nil {
+		t.Error("no error for a pid that does not exist")
+	}
+}

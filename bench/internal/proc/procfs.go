@@ -110,3 +110,33 @@ func CPUModel() string {
 	}
 	return "unknown CPU"
 }
+
+// userHZ is the unit of /proc/<pid>/stat's times (USER_HZ, fixed at 100 on
+// Linux whatever the kernel's tick rate; proc(5)).
+const userHZ = 100
+
+// CPUSeconds is pid's user plus system CPU time so far, from fields 14 and
+// 15 (utime, stime) of /proc/<pid>/stat.
+func CPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name is parenthesised and may hold spaces: count fields
+	// after its closing parenthesis (field 3, state, is the first there).
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unreadable /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("unreadable times in /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	return float64(utime+stime) / userHZ, nil
+}
