@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sessiongate/sessiongate/admin"
 	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/demo"
 	"github.com/sessiongate/sessiongate/mirror"
@@ -101,7 +102,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := proxy.Probe(ctx, cfg.Admin.Listen); err != nil {
+		if err := admin.Probe(ctx, cfg.Admin.Listen); err != nil {
 			fmt.Fprintf(stderr, "sessiongate: healthcheck: %v\n", err)
 			return exitFailed
 		}
@@ -240,7 +241,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		fmt.Fprintf(stderr, "sessiongate: listen: %q: %v\n", cfg.Listen, err)
 		return exitConfig
 	}
-	var admin *proxy.Admin
+	var adm *admin.Server
 	var adminLn net.Listener
 	if cfg.Admin.Listen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
@@ -248,7 +249,14 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 			fmt.Fprintf(stderr, "sessiongate: admin.listen: %q: %v\n", cfg.Admin.Listen, err)
 			return exitConfig
 		}
-		admin = proxy.NewAdmin(log, reg, cfg.Admin.Pprof, map[string]func(context.Context) error{"redis": store.Ping})
+		// Ready while serving: the Redis check is reported in /readyz's
+		// body but does not fail it (everything but one route works
+		// without Redis).
+		adm = admin.New(admin.Options{
+			Gatherer: reg,
+			Pprof:    cfg.Admin.Pprof,
+			Checks:   map[string]func(context.Context) error{"redis": store.Ping},
+		})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -269,9 +277,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	if cfg.Route.Enabled {
 		g.Go(func() error { activity.Run(gctx); return nil })
 	}
-	if admin != nil {
-		g.Go(func() error { return admin.Serve(adminLn) })
-		admin.SetReady(true)
+	if adm != nil {
+		g.Go(func() error { return adm.Serve(adminLn) })
 		ready.Set(1)
 	}
 	log.Info("serving",
@@ -283,8 +290,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 
 	g.Go(func() error {
 		<-gctx.Done()
-		if admin != nil {
-			admin.SetReady(false)
+		if adm != nil {
+			adm.SetReady(false)
 		}
 		ready.Set(0)
 		if ctx.Err() != nil { // a signal, not a failed server: drain politely
@@ -300,8 +307,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 				err = serr
 			}
 		}
-		if admin != nil {
-			admin.Shutdown(sctx)
+		if adm != nil {
+			adm.Shutdown(sctx)
 		}
 		if err != nil {
 			log.Warn("shutdown deadline passed", zap.Error(err))
@@ -395,16 +402,16 @@ func runMirror(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr 
 		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
 		return exitConfig
 	}
-	var admin *http.Server
+	var adm *admin.Server
 	var adminLn net.Listener
 	if cfg.Admin.Listen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			fmt.Fprintf(stderr, "sessiongate: admin.listen: %q: %v\n", cfg.Admin.Listen, err)
 			return exitConfig
 		}
-		admin = &http.Server{Handler: mr.AdminHandler(reg), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		adm = admin.New(admin.Options{Gatherer: reg, Pprof: cfg.Admin.Pprof, Ready: mr.Readiness})
 		go func() {
-			if err := admin.Serve(adminLn); err != nil && err != http.ErrServerClosed {
+			if err := adm.Serve(adminLn); err != nil {
 				log.Error("admin listener failed", zap.Error(err))
 			}
 		}()
@@ -412,10 +419,10 @@ func runMirror(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr 
 	log.Info("mirror starting", zap.String("version", version), zap.String("admin", addrOf(adminLn)),
 		zap.String("follow", cfg.Mirror.Follow), zap.String("mongo_url", config.RedactURL(cfg.Mirror.MongoURL)))
 	err = mr.Run(ctx)
-	if admin != nil {
+	if adm != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = admin.Shutdown(sctx)
+		_ = adm.Shutdown(sctx)
 	}
 	if err != nil {
 		log.Error("mirror failed", zap.Error(err))

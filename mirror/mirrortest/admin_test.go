@@ -14,11 +14,12 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sessiongate/sessiongate/admin"
 	"github.com/sessiongate/sessiongate/mirror"
 )
 
-// startMirror runs mirror.New + Run with its admin handler on an httptest
-// server.
+// startMirror runs mirror.New + Run with the admin listener main gives it
+// on an httptest server.
 func startMirror(t *testing.T, e *env, follow string) (*httptest.Server, *observer.ObservedLogs) {
 	t.Helper()
 	cfg := e.config("rc:")
@@ -33,7 +34,7 @@ func startMirror(t *testing.T, e *env, follow string) (*httptest.Server, *observ
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mr.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	srv := httptest.NewServer(mr.AdminHandler(reg))
+	srv := httptest.NewServer(admin.New(admin.Options{Gatherer: reg, Ready: mr.Readiness}).Handler())
 	t.Cleanup(srv.Close)
 	return srv, logs
 }
