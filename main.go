@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -230,7 +231,13 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		routes = append(routes, proxy.Route{Method: "GET", Path: "/api/v1/sessions/info", Class: "sessions_info", Serve: serveRoute})
 	}
 
-	p, err := proxy.New(cfg, log, reg, routes...)
+	popts, err := proxyOptions(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+	popts.Log, popts.Registerer, popts.Routes = log, reg, routes
+	p, err := proxy.New(popts)
 	if err != nil {
 		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
 		return exitConfig
@@ -322,6 +329,38 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// proxyOptions maps the upstream.*, proxy.* and log.access keys onto the
+// proxy's options.
+func proxyOptions(cfg *config.Config) (proxy.Options, error) {
+	var trusted []netip.Prefix
+	for _, s := range cfg.Proxy.TrustedProxies {
+		pfx, err := config.ParsePrefix(s)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("proxy.trusted_proxies: %q: %w", s, err)
+		}
+		trusted = append(trusted, pfx)
+	}
+	return proxy.Options{
+		Upstream: proxy.Upstream{
+			URL:                   cfg.Upstream.URL,
+			TLSInsecureSkipVerify: cfg.Upstream.TLSInsecureSkipVerify,
+			DialTimeout:           cfg.Upstream.DialTimeout,
+			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
+			IdleConnTimeout:       cfg.Upstream.IdleConnTimeout,
+			MaxConns:              cfg.Upstream.MaxConns,
+		},
+		TrustedProxies:    trusted,
+		ReadHeaderTimeout: cfg.Proxy.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Proxy.IdleTimeout,
+		WriteTimeout:      cfg.Proxy.WriteTimeout,
+		MaxHeaderBytes:    cfg.Proxy.MaxHeaderBytes,
+		MaxConns:          cfg.Proxy.MaxConns,
+		EventLoop:         cfg.Proxy.EventLoop,
+		EventLoops:        cfg.Proxy.EventLoops,
+		AccessLog:         cfg.Log.Access,
+	}, nil
 }
 
 // upstreamInfoClient asks the upstream its version: a plain client with the

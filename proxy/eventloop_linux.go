@@ -98,7 +98,7 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 		return nil, err
 	}
 	e := &engine{p: p, ln: ln, lnFile: f, handoff: newHandoffListener(ln.Addr()), reserve: newFDReserve()}
-	n := p.cfg.Proxy.EventLoops
+	n := p.opts.EventLoops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
@@ -214,7 +214,7 @@ func newLoop(e *engine, lnfd int) (*evLoop, error) {
 	l := &evLoop{
 		e: e, p: e.p, f: e.p.fwd, epfd: epfd, wakefd: wakefd, lnfd: lnfd,
 		events: make([]unix.EpollEvent, 256),
-		br:     bufio.NewReaderSize(nil, max(e.p.cfg.Proxy.MaxHeaderBytes, 4096)),
+		br:     bufio.NewReaderSize(nil, max(e.p.opts.MaxHeaderBytes, 4096)),
 	}
 	l.hdr.DisableNormalizing()
 	// The epoll descriptor is itself pollable: waiting for it goes
@@ -405,7 +405,7 @@ func (l *evLoop) closeFD(fd int) {
 
 // accept takes the waiting connections off the shared listening socket.
 func (l *evLoop) accept() {
-	maxConns := int64(l.p.cfg.Proxy.MaxConns)
+	maxConns := int64(l.p.opts.MaxConns)
 	for range 64 {
 		fd, sa, err := unix.Accept4(l.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
@@ -497,7 +497,7 @@ func (l *evLoop) adopt(fd int, peer netip.Addr) {
 		return
 	}
 	c := &evClient{l: l, fd: fd, peer: peer, idx: len(l.clients)}
-	c.deadline = l.now.Add(l.p.cfg.Proxy.IdleTimeout)
+	c.deadline = l.now.Add(l.p.opts.IdleTimeout)
 	if err := l.register(fd, c); err != nil {
 		l.load.Add(-1)
 		unix.Close(fd)
@@ -609,7 +609,7 @@ func (l *evLoop) getBuf() []byte {
 		l.free = l.free[:n-1]
 		return b
 	}
-	return make([]byte, l.p.cfg.Proxy.MaxHeaderBytes+evBodyMax)
+	return make([]byte, l.p.opts.MaxHeaderBytes+evBodyMax)
 }
 
 func (l *evLoop) putBuf(b []byte) {
@@ -837,7 +837,7 @@ func (c *evClient) readRequest() bool {
 				c.r, c.w = 0, 0
 			}
 			c.headerStart = time.Time{}
-			c.deadline = l.now.Add(l.p.cfg.Proxy.IdleTimeout)
+			c.deadline = l.now.Add(l.p.opts.IdleTimeout)
 			return false
 		}
 	}
@@ -851,13 +851,13 @@ func (c *evClient) readRequest() bool {
 	if end == 0 {
 		if c.headerStart.IsZero() {
 			c.headerStart = l.now
-			if t := l.p.cfg.Proxy.ReadHeaderTimeout; t > 0 {
+			if t := l.p.opts.ReadHeaderTimeout; t > 0 {
 				c.deadline = l.now.Add(t)
 			} else {
 				c.deadline = time.Time{}
 			}
 		}
-		if len(buf) >= l.p.cfg.Proxy.MaxHeaderBytes {
+		if len(buf) >= l.p.opts.MaxHeaderBytes {
 			c.handoff("unparsed") // fasthttp answers 431
 			return false
 		}
@@ -1344,7 +1344,7 @@ func (c *evClient) finish() {
 	c.r += c.reqLen
 	c.reqLen = 0
 	c.state = stIdle
-	c.deadline = l.now.Add(l.p.cfg.Proxy.IdleTimeout)
+	c.deadline = l.now.Add(l.p.opts.IdleTimeout)
 	if c.closeAfter {
 		c.close()
 	}

@@ -14,8 +14,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
-
-	"github.com/sessiongate/sessiongate/config"
 )
 
 // forwarder sends requests to the upstream over its own keep-alive pool
@@ -43,20 +41,21 @@ type forwarder struct {
 	writeTimeout time.Duration
 }
 
-func newForwarder(cfg *config.Config, log *zap.Logger, m *metrics) (*forwarder, error) {
-	u, err := url.Parse(cfg.Upstream.URL)
+func newForwarder(opts *Options, log *zap.Logger, m *metrics) (*forwarder, error) {
+	up := &opts.Upstream
+	u, err := url.Parse(up.URL)
 	if err != nil {
 		return nil, err
 	}
 	return &forwarder{
 		upstream:              u,
 		hostHeader:            []byte(u.Host),
-		pool:                  newUpstreamPool(newUpstreamDialer(u, cfg.Upstream.TLSInsecureSkipVerify, cfg.Upstream.DialTimeout), cfg.Upstream.IdleConnTimeout, cfg.Upstream.MaxConns),
+		pool:                  newUpstreamPool(newUpstreamDialer(u, up.TLSInsecureSkipVerify, up.DialTimeout), up.IdleConnTimeout, up.MaxConns),
 		log:                   log,
 		metrics:               m,
-		responseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
-		clientBodyTimeout:     cfg.Proxy.IdleTimeout,
-		writeTimeout:          cfg.Proxy.WriteTimeout,
+		responseHeaderTimeout: up.ResponseHeaderTimeout,
+		clientBodyTimeout:     opts.IdleTimeout,
+		writeTimeout:          opts.WriteTimeout,
 	}, nil
 }
 

@@ -82,7 +82,7 @@ func fwdBenchHostClientProxy(tb testing.TB, upstream string) string {
 func BenchmarkForward(b *testing.B) {
 	upstream := fwdBenchUpstream(b)
 	proxyAddr, _ := fwdStartProxy(b, "http://"+upstream)
-	goroutinesAddr, _ := fwdStartProxy(b, "http://"+upstream, "--proxy.event_loop=false")
+	goroutinesAddr, _ := fwdStartProxy(b, "http://"+upstream, withoutEventLoop)
 	targets := []struct{ name, addr string }{
 		{"direct", upstream},
 		{"hostclient", fwdBenchHostClientProxy(b, upstream)},

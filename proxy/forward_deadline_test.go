@@ -60,7 +60,7 @@ func TestForwardSlowSmallBody(t *testing.T) {
 		{0, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"},
 		{livenessInterval + 300*time.Millisecond, "hello"},
 	}})
-	addr, _ := fwdStartProxy(t, "http://"+up, "--upstream.response_header_timeout=5s")
+	addr, _ := fwdStartProxy(t, "http://"+up, withResponseHeaderTimeout(5*time.Second))
 	status, body := fwdGet(t, addr)
 	if status != 200 || body != "hello" {
 		t.Fatalf("got %d %q, want 200 \"hello\"", status, body)
@@ -82,7 +82,7 @@ func TestForwardKeptDeadlineRearms(t *testing.T) {
 		{{livenessInterval + 300*time.Millisecond, ok}},
 		{{0, ok}},
 	})
-	addr, _ := fwdStartProxy(t, "http://"+up, "--upstream.response_header_timeout=3s", "--proxy.event_loop=false")
+	addr, _ := fwdStartProxy(t, "http://"+up, withResponseHeaderTimeout(3*time.Second), withoutEventLoop)
 	for i, want := range []int{200, 200} {
 		if status, body := fwdGet(t, addr); status != want || body != "ok" {
 			t.Fatalf("request %d: got %d %q, want %d \"ok\"", i, status, body, want)
@@ -93,7 +93,7 @@ func TestForwardKeptDeadlineRearms(t *testing.T) {
 		{{0, ok}},
 		{{2 * time.Second, ok}},
 	})
-	addr2, _ := fwdStartProxy(t, "http://"+up2, "--upstream.response_header_timeout=1500ms", "--proxy.event_loop=false")
+	addr2, _ := fwdStartProxy(t, "http://"+up2, withResponseHeaderTimeout(1500*time.Millisecond), withoutEventLoop)
 	if status, _ := fwdGet(t, addr2); status != 200 {
 		t.Fatalf("first request: got %d, want 200", status)
 	}

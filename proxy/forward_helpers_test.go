@@ -8,21 +8,38 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-
-	"github.com/sessiongate/sessiongate/config"
 )
 
-// fwdStartProxy runs a Proxy forwarding to upstreamURL on a loopback listener
-// and returns its address; flags override configuration keys
-// (e.g. "--upstream.response_header_timeout=1s").
-func fwdStartProxy(tb testing.TB, upstreamURL string, flags ...string) (string, *Proxy) {
-	tb.Helper()
-	args := append([]string{"--upstream.url=" + upstreamURL, "--listen=127.0.0.1:0"}, flags...)
-	cfg, err := config.Load(args, nil)
-	if err != nil {
-		tb.Fatalf("config: %v", err)
+// testOptions are the proxy's options with the configuration's defaults
+// (docs/configuration.md), forwarding to upstreamURL.
+func testOptions(upstreamURL string) Options {
+	return Options{
+		Upstream: Upstream{
+			URL:                   upstreamURL,
+			DialTimeout:           5 * time.Second,
+			ResponseHeaderTimeout: 90 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxConns:              1024,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		MaxHeaderBytes:    16384,
+		EventLoop:         true,
+		Log:               zap.NewNop(),
+		Registerer:        prometheus.NewRegistry(),
 	}
-	p, err := New(cfg, zap.NewNop(), prometheus.NewRegistry())
+}
+
+// fwdStartProxy runs a Proxy forwarding to upstreamURL on a loopback listener
+// and returns its address; each set changes the default options.
+func fwdStartProxy(tb testing.TB, upstreamURL string, set ...func(*Options)) (string, *Proxy) {
+	tb.Helper()
+	opts := testOptions(upstreamURL)
+	for _, f := range set {
+		f(&opts)
+	}
+	p, err := New(opts)
 	if err != nil {
 		tb.Fatalf("proxy.New: %v", err)
 	}
@@ -42,4 +59,12 @@ func fwdStartProxy(tb testing.TB, upstreamURL string, flags ...string) (string, 
 		<-done
 	})
 	return ln.Addr().String(), p
+}
+
+// withoutEventLoop serves every connection from the fasthttp path.
+func withoutEventLoop(o *Options) { o.EventLoop = false }
+
+// withResponseHeaderTimeout sets Upstream.ResponseHeaderTimeout.
+func withResponseHeaderTimeout(d time.Duration) func(*Options) {
+	return func(o *Options) { o.Upstream.ResponseHeaderTimeout = d }
 }

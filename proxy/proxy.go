@@ -8,6 +8,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,8 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
-
-	"github.com/sessiongate/sessiongate/config"
 )
 
 // Route is one intercepted request: Method and Path must both match the raw
@@ -43,10 +42,74 @@ const (
 	ClassWebSocket = "websocket"
 )
 
+// Options configures a Proxy. main maps the upstream.* and proxy.* keys
+// onto it; each field's configuration key is named, and the keys' defaults
+// are in docs/configuration.md. A zero duration means no limit unless said
+// otherwise.
+type Options struct {
+	// Upstream is the Rocket.Chat server and the pool of connections to it.
+	Upstream Upstream
+	// TrustedProxies are the peers whose X-Real-IP / X-Forwarded-* headers
+	// are kept (proxy.trusted_proxies). Default none.
+	TrustedProxies []netip.Prefix
+	// ReadHeaderTimeout bounds reading a request's line and headers
+	// (proxy.read_header_timeout).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle client connections and bounds each wait for
+	// a byte of a streamed request body (proxy.idle_timeout).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one write to a client (proxy.write_timeout).
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request's line plus headers
+	// (proxy.max_header_bytes). Required.
+	MaxHeaderBytes int
+	// MaxConns caps concurrent client connections; 0 means no cap
+	// (proxy.max_conns).
+	MaxConns int
+	// EventLoop serves plain forwarded requests from epoll loops on Linux
+	// (proxy.event_loop).
+	EventLoop bool
+	// EventLoops is how many loops run; 0 means one per GOMAXPROCS
+	// (proxy.event_loops).
+	EventLoops int
+	// AccessLog writes one line per request (log.access).
+	AccessLog bool
+	// Log receives the proxy's own messages (as "proxy") and the access
+	// lines (as "access"). Default: none.
+	Log *zap.Logger
+	// Registerer receives the proxy's metrics. Required.
+	Registerer prometheus.Registerer
+	// Routes are the requests answered in process instead of forwarded.
+	Routes []Route
+}
+
+// Upstream configures forwarding to the Rocket.Chat server (upstream.*).
+type Upstream struct {
+	// URL is the server, http:// or https://, no path (upstream.url).
+	// Required.
+	URL string
+	// TLSInsecureSkipVerify disables certificate checks for an https
+	// upstream (upstream.tls_insecure_skip_verify).
+	TLSInsecureSkipVerify bool
+	// DialTimeout bounds establishing a connection, TLS included
+	// (upstream.dial_timeout).
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a response's headers and
+	// each later wait for a byte of its body
+	// (upstream.response_header_timeout).
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes pooled connections idle this long
+	// (upstream.idle_conn_timeout).
+	IdleConnTimeout time.Duration
+	// MaxConns caps concurrent upstream connections, WebSocket tunnels not
+	// included (upstream.max_conns).
+	MaxConns int
+}
+
 // Proxy serves clients. Build it with New, run it with Serve, stop it with
 // Shutdown; all methods are safe for concurrent use.
 type Proxy struct {
-	cfg     config.Config
+	opts    Options
 	log     *zap.Logger
 	access  *zap.Logger
 	routes  []Route
@@ -59,46 +122,49 @@ type Proxy struct {
 	acceptErrs *acceptErrors
 
 	// engine runs the event loops (eventloop_linux.go) while Serve runs
-	// with proxy.event_loop; nil otherwise.
+	// with Options.EventLoop; nil otherwise.
 	mu       sync.Mutex
 	engine   *engine
 	stopping bool
 }
 
-// New builds a proxy from cfg. Metrics are registered on reg; log is used
-// for the proxy's own messages ("proxy") and access lines ("access").
-func New(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, routes ...Route) (*Proxy, error) {
+// New builds a proxy from opts.
+func New(opts Options) (*Proxy, error) {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Registerer == nil {
+		return nil, errors.New("proxy: no Registerer")
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		return nil, fmt.Errorf("proxy: MaxHeaderBytes: %d: must be above 0", opts.MaxHeaderBytes)
+	}
 	p := &Proxy{
-		cfg:    *cfg,
-		log:    log.Named("proxy"),
-		routes: routes,
+		opts:    opts,
+		log:     opts.Log.Named("proxy"),
+		routes:  opts.Routes,
+		trusted: opts.TrustedProxies,
 	}
-	if cfg.Log.Access {
-		p.access = log.Named("access")
+	if opts.AccessLog {
+		p.access = opts.Log.Named("access")
 	}
-	for _, s := range cfg.Proxy.TrustedProxies {
-		pfx, err := config.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("proxy.trusted_proxies: %q: %w", s, err)
-		}
-		p.trusted = append(p.trusted, pfx)
-	}
+	reg := opts.Registerer
 	classes := []string{ClassForward, ClassWebSocket}
-	for _, r := range routes {
+	for _, r := range opts.Routes {
 		classes = append(classes, r.Class)
 	}
 	var err error
 	if p.metrics, err = newMetrics(reg, classes); err != nil {
 		return nil, err
 	}
-	p.metrics.upstreamLog = newRateLog(p.log.With(zap.String("upstream", cfg.Upstream.URL)), "upstream errors", upstreamErrorLogInterval)
+	p.metrics.upstreamLog = newRateLog(p.log.With(zap.String("upstream", opts.Upstream.URL)), "upstream errors", upstreamErrorLogInterval)
 	if p.acceptErrs, err = newAcceptErrors(p.log, reg); err != nil {
 		return nil, err
 	}
-	if p.fwd, err = newForwarder(cfg, p.log, p.metrics); err != nil {
+	if p.fwd, err = newForwarder(&p.opts, p.log, p.metrics); err != nil {
 		return nil, err
 	}
-	p.tunnels = newTunnels(&cfg.Upstream, p.fwd.pool.dialer, p.log, p.metrics)
+	p.tunnels = newTunnels(opts.Upstream.ResponseHeaderTimeout, p.fwd.pool.dialer, p.log, p.metrics)
 	p.server = p.newServer()
 	for _, g := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -136,11 +202,11 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 // Serve accepts clients on ln until Shutdown. It returns nil after a
 // Shutdown.
 //
-// With proxy.event_loop on Linux, epoll loops accept on ln and serve plain
+// With Options.EventLoop on Linux, epoll loops accept on ln and serve plain
 // forwarded requests; the fasthttp server gets every connection they hand
 // over (eventloop_linux.go says which).
 func (p *Proxy) Serve(ln net.Listener) error {
-	if !p.cfg.Proxy.EventLoop {
+	if !p.opts.EventLoop {
 		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
 	}
 	p.mu.Lock()

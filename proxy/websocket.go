@@ -16,8 +16,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
-
-	"github.com/sessiongate/sessiongate/config"
 )
 
 // WebSocket tunnels (docs/forwarding.md). A request carrying `Upgrade: websocket` on any
@@ -99,10 +97,13 @@ type tunnel struct {
 	once     sync.Once
 }
 
-func newTunnels(cfg *config.Upstream, dialer *upstreamDialer, log *zap.Logger, m *metrics) *tunnels {
+// newTunnels joins WebSocket clients to the upstream through dialer;
+// headerWait bounds the wait for the upstream's handshake answer
+// (upstream.response_header_timeout).
+func newTunnels(headerWait time.Duration, dialer *upstreamDialer, log *zap.Logger, m *metrics) *tunnels {
 	t := &tunnels{
 		dialer:     dialer,
-		headerWait: cfg.ResponseHeaderTimeout,
+		headerWait: headerWait,
 		log:        log.Named("websocket"),
 		metrics:    m,
 		open:       make(map[*tunnel]struct{}),

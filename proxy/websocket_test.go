@@ -22,8 +22,6 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
-
-	"github.com/sessiongate/sessiongate/config"
 )
 
 // parseRequestHeader parses raw as the client-facing server does: header
@@ -252,8 +250,7 @@ func newWSFixture(t *testing.T, upstream string, keep bool, headerWait time.Dura
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Upstream{DialTimeout: time.Second, ResponseHeaderTimeout: headerWait, TLSInsecureSkipVerify: true}
-	f := &wsFixture{t: t, tunnels: newTunnels(cfg, newUpstreamDialer(u, cfg.TLSInsecureSkipVerify, cfg.DialTimeout), zap.NewNop(), m), reg: reg}
+	f := &wsFixture{t: t, tunnels: newTunnels(headerWait, newUpstreamDialer(u, true, time.Second), zap.NewNop(), m), reg: reg}
 	f.server = &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			f.tunnels.serve(ctx, fwdTestProxy().appendHandshakeHead)
@@ -740,7 +737,7 @@ func BenchmarkTunnel(b *testing.B) {
 func benchProxy(b *testing.B, upstream string) string {
 	u, _ := url.Parse(upstream)
 	m, _ := newMetrics(prometheus.NewRegistry(), []string{ClassWebSocket})
-	tn := newTunnels(&config.Upstream{DialTimeout: time.Second, ResponseHeaderTimeout: time.Second}, newUpstreamDialer(u, false, time.Second), zap.NewNop(), m)
+	tn := newTunnels(time.Second, newUpstreamDialer(u, false, time.Second), zap.NewNop(), m)
 	s := &fasthttp.Server{
 		Handler:                       func(ctx *fasthttp.RequestCtx) { tn.serve(ctx, fwdTestProxy().appendHandshakeHead) },
 		DisableHeaderNamesNormalizing: true,
