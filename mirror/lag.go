@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/internal/loglimit"
 )
 
 // LagWatcher is the proxy's view of the mirror's freshness: it reads the
@@ -25,8 +27,8 @@ type LagWatcher struct {
 
 	// Run's goroutine only: the guard's state as last logged.
 	forwarding bool
-	lastLog    time.Time
-	suppressed int
+	// guardLog paces the guard's warnings.
+	guardLog *loglimit.Limiter
 }
 
 // guardLogEvery rate-limits the guard's start/stop warnings.
@@ -37,7 +39,7 @@ var guardLogEvery = 10 * time.Second
 // newest heartbeat it has seen is older than maxLag. It registers
 // sessiongate_mirror_lag_seconds on reg (+Inf until a heartbeat was seen).
 func NewLagWatcher(read func(context.Context) (time.Time, error), maxLag, interval time.Duration, log *zap.Logger, reg prometheus.Registerer) (*LagWatcher, error) {
-	w := &LagWatcher{read: read, maxLag: maxLag, interval: interval, log: log.Named("mirror")}
+	w := &LagWatcher{read: read, maxLag: maxLag, interval: interval, log: log.Named("mirror"), guardLog: loglimit.New(guardLogEvery)}
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "sessiongate", Name: "mirror_lag_seconds",
 		Help: "Age of the mirror's newest heartbeat seen in Redis (+Inf: none seen).",
@@ -101,20 +103,20 @@ func (w *LagWatcher) logGuard() {
 	if forwarding == w.forwarding {
 		return
 	}
-	now := time.Now()
-	if !w.lastLog.IsZero() && now.Sub(w.lastLog) < guardLogEvery {
-		w.suppressed++
+	// A change not logged leaves w.forwarding as it was, so the next poll
+	// tries again.
+	skipped, ok := w.guardLog.Allow()
+	if !ok {
 		return
 	}
 	w.forwarding = forwarding
 	var age zap.Field
 	if last := w.last.Load(); last != 0 {
-		age = zap.Duration("heartbeat_age", now.Sub(time.Unix(0, last)).Round(time.Millisecond))
+		age = zap.Duration("heartbeat_age", time.Since(time.Unix(0, last)).Round(time.Millisecond))
 	} else {
 		age = zap.String("heartbeat_age", "none seen")
 	}
-	fields := []zap.Field{age, zap.Duration("max_lag", w.maxLag), zap.Int("changes_not_logged", w.suppressed)}
-	w.lastLog, w.suppressed = now, 0
+	fields := []zap.Field{age, zap.Duration("max_lag", w.maxLag), zap.Int64("changes_not_logged", skipped)}
 	if forwarding {
 		w.log.Warn("mirror data stale: forwarding sessions/info upstream", fields...)
 	} else {

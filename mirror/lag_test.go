@@ -72,6 +72,9 @@ func TestLagWatcherLogsGuardStartAndStop(t *testing.T) {
 		return time.Time{}, errors.New("no heartbeat")
 	}
 	core, logs := observer.New(zapcore.InfoLevel)
+	every := guardLogEvery
+	guardLogEvery = time.Second
+	t.Cleanup(func() { guardLogEvery = every })
 	w, err := NewLagWatcher(read, 100*time.Millisecond, 10*time.Millisecond, zap.New(core), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +86,8 @@ func TestLagWatcherLogsGuardStartAndStop(t *testing.T) {
 	if got := logs.Len(); got != 1 {
 		t.Fatalf("logs after stale then fresh within %v: got %d, want 1", guardLogEvery, got)
 	}
-	w.lastLog = time.Now().Add(-guardLogEvery) // the limit has passed
+	time.Sleep(w.guardLog.Wait()) // the limit has passed
+	heartbeat.Store(time.Now().UnixNano())
 	w.poll(ctx)
 	time.Sleep(150 * time.Millisecond)
 	w.poll(ctx) // stale again but rate-limited

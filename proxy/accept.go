@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/internal/loglimit"
 )
 
 // What the process does when accept fails, on both request paths.
@@ -75,15 +77,13 @@ func (a *acceptPace) reset() { a.delay = 0 }
 type acceptErrors struct {
 	log     *zap.Logger
 	counter *prometheus.CounterVec
-
-	mu         sync.Mutex
-	lastLog    time.Time
-	suppressed int
+	limit   *loglimit.Limiter
 }
 
 func newAcceptErrors(log *zap.Logger, reg prometheus.Registerer) (*acceptErrors, error) {
 	a := &acceptErrors{
-		log: log,
+		log:   log,
+		limit: loglimit.New(acceptLogEvery),
 		counter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sessiongate", Name: "accept_errors_total",
 			Help: "Failed accepts of client connections, by reason (emfile, enfile: out of file descriptors; enobufs, enomem: out of socket memory; econnaborted; other). Accepting pauses 5 ms to 1 s after each.",
@@ -99,20 +99,13 @@ func newAcceptErrors(log *zap.Logger, reg prometheus.Registerer) (*acceptErrors,
 // less than acceptLogEvery ago; the next line carries the number skipped.
 func (a *acceptErrors) report(reason string, err error, retryIn time.Duration) {
 	a.counter.WithLabelValues(reason).Inc()
-	now := time.Now()
-	a.mu.Lock()
-	if !a.lastLog.IsZero() && now.Sub(a.lastLog) < acceptLogEvery {
-		a.suppressed++
-		a.mu.Unlock()
+	skipped, ok := a.limit.Allow()
+	if !ok {
 		return
 	}
-	a.lastLog = now
-	skipped := a.suppressed
-	a.suppressed = 0
-	a.mu.Unlock()
 	a.log.Warn("accept failing, serving the open connections",
 		zap.String("reason", reason), zap.Error(err),
-		zap.Duration("retry_in", retryIn), zap.Int("not_logged", skipped))
+		zap.Duration("retry_in", retryIn), zap.Int64("not_logged", skipped))
 }
 
 // retryListener is the fasthttp path's listener: fasthttp's Server.Serve

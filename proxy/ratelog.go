@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/internal/loglimit"
 )
 
 // upstreamErrorLogInterval is how often, at most, a failing upstream is
@@ -15,12 +17,12 @@ const upstreamErrorLogInterval = 10 * time.Second
 // rateLog writes one warning per interval about events that may come by the
 // thousand (upstream failures): the first event of a quiet period is logged
 // at once, the ones after it are counted by kind and summed up in one line
-// when the interval has passed. Safe for concurrent use; the zero value is
+// when the interval has passed, without waiting for another event. Safe for concurrent use; the zero value is
 // not usable, a nil *rateLog drops events.
 type rateLog struct {
-	log      *zap.Logger
-	msg      string
-	interval time.Duration
+	log   *zap.Logger
+	msg   string
+	limit *loglimit.Limiter
 
 	mu      sync.Mutex
 	last    time.Time         // when the last line was written
@@ -29,7 +31,7 @@ type rateLog struct {
 }
 
 func newRateLog(log *zap.Logger, msg string, interval time.Duration) *rateLog {
-	return &rateLog{log: log, msg: msg, interval: interval, pending: map[string]uint64{}}
+	return &rateLog{log: log, msg: msg, limit: loglimit.New(interval), pending: map[string]uint64{}}
 }
 
 // event records one event of kind.
@@ -43,8 +45,9 @@ func (r *rateLog) event(kind string) {
 	if r.timer != nil {
 		return // a line is already due
 	}
-	if wait := r.interval - time.Since(r.last); wait > 0 {
-		r.timer = time.AfterFunc(wait, r.flush)
+	// The events the limiter refuses are counted in pending, by kind.
+	if _, ok := r.limit.Allow(); !ok {
+		r.timer = time.AfterFunc(r.limit.Wait(), r.flush)
 		return
 	}
 	r.writeLocked()
@@ -54,6 +57,10 @@ func (r *rateLog) flush() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.timer = nil
+	if _, ok := r.limit.Allow(); !ok {
+		r.timer = time.AfterFunc(r.limit.Wait(), r.flush)
+		return
+	}
 	r.writeLocked()
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessiongate/sessiongate/auth"
+	"github.com/sessiongate/sessiongate/internal/loglimit"
 )
 
 // ErrNotFound means the user has no session with that id. It is an answer
@@ -108,8 +109,8 @@ type Handler struct {
 	activity     Activity
 	log          *zap.Logger
 	metrics      *metrics
-	failures     failureLog
-	scratch      sync.Pool // of *scratch
+	failures     *loglimit.Limiter // Store failures logged
+	scratch      sync.Pool         // of *scratch
 }
 
 // scratch is per-request working memory, pooled so the hot path does not
@@ -142,10 +143,11 @@ func (c *deadlineContext) Value(any) any               { return nil }
 // New builds a Handler from opts.
 func New(opts Options) (*Handler, error) {
 	h := &Handler{
-		store:   opts.Store,
-		timeout: opts.Timeout,
-		fresh:   opts.Fresh,
-		log:     opts.Log,
+		store:    opts.Store,
+		timeout:  opts.Timeout,
+		fresh:    opts.Fresh,
+		log:      opts.Log,
+		failures: loglimit.New(failureLogEvery),
 	}
 	h.activity = opts.Activity
 	if h.store == nil {
@@ -251,7 +253,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 		h.answer(ctx, outcomeNotFound) // a session id that cannot be real
 	case err == nil:
 		if !h.answerSession(ctx, doc) {
-			h.failures.report(h.log, errNotObject)
+			h.logFailure(errNotObject)
 			return h.fail(ctx)
 		}
 	case errors.Is(err, auth.ErrInvalidToken):
@@ -259,7 +261,7 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 	case errors.Is(err, ErrNotFound):
 		h.answer(ctx, outcomeNotFound)
 	default:
-		h.failures.report(h.log, err)
+		h.logFailure(err)
 		return h.fail(ctx)
 	}
 	return true
@@ -379,24 +381,18 @@ func rawQuery(h *fasthttp.RequestHeader) []byte {
 	return nil
 }
 
-// failureLog reports Store failures at Warn at most once per
-// failureLogEvery, so an outage cannot flood the logs; per-request detail
-// is in the metrics.
-type failureLog struct {
-	last       atomic.Int64 // unix nanoseconds of the last report
-	suppressed atomic.Int64
-}
-
+// failureLogEvery is how often, at most, Store failures are logged, so an
+// outage cannot flood the logs; per-request detail is in the metrics.
 const failureLogEvery = 10 * time.Second
 
-func (f *failureLog) report(log *zap.Logger, err error) {
-	now := time.Now().UnixNano()
-	last := f.last.Load()
-	if now-last < int64(failureLogEvery) || !f.last.CompareAndSwap(last, now) {
-		f.suppressed.Add(1)
+// logFailure reports a Store failure at Warn unless one was logged less
+// than failureLogEvery ago; the next line says how many were not.
+func (h *Handler) logFailure(err error) {
+	n, ok := h.failures.Allow()
+	if !ok {
 		return
 	}
 	// err comes from the Store, which never puts keys (they hold the hashed
 	// token) in its errors.
-	log.Warn("session lookup failed", zap.Error(err), zap.Int64("suppressed", f.suppressed.Swap(0)))
+	h.log.Warn("session lookup failed", zap.Error(err), zap.Int64("suppressed", n))
 }

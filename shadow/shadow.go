@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/internal/loglimit"
 )
 
 // Values of Options.Mode (the words of sessions.shadow.mode).
@@ -89,8 +90,8 @@ type Shadow struct {
 	log      *zap.Logger
 	metrics  *metrics
 
-	mismatches logLimiter
-	failures   logLimiter
+	mismatches *loglimit.Limiter
+	failures   *loglimit.Limiter
 
 	// lacksRoute is set once the upstream showed it does not have the
 	// route; nothing is compared after that, until a restart.
@@ -109,7 +110,10 @@ func New(opts Options) (*Shadow, error) {
 	if !(opts.Rate > 0 && opts.Rate <= 1) {
 		return nil, fmt.Errorf("shadow: rate: %v: must be above 0 and at most 1", opts.Rate)
 	}
-	s := &Shadow{rate: opts.Rate, log: opts.Log, trusted: opts.TrustedProxies}
+	s := &Shadow{
+		rate: opts.Rate, log: opts.Log, trusted: opts.TrustedProxies,
+		mismatches: loglimit.New(logEvery), failures: loglimit.New(logEvery),
+	}
 	switch opts.Mode {
 	case "", ModeCompare:
 	case ModeOrigin:
@@ -271,7 +275,7 @@ func (s *Shadow) run(c *comparison, route func(ctx *fasthttp.RequestCtx) bool) {
 	switch v.result {
 	case resultMatch:
 	case resultUpstreamError:
-		if n, ok := s.failures.allow(); ok {
+		if n, ok := s.failures.Allow(); ok {
 			// err comes from the shadow's own client, whose messages hold
 			// no request data (SecureErrorLogMessage).
 			fields := []zap.Field{zap.Int64("suppressed", n)}
@@ -283,7 +287,7 @@ func (s *Shadow) run(c *comparison, route func(ctx *fasthttp.RequestCtx) bool) {
 			s.log.Warn("shadow request to the upstream failed", fields...)
 		}
 	default:
-		if n, ok := s.mismatches.allow(); ok {
+		if n, ok := s.mismatches.Allow(); ok {
 			s.log.Warn("shadow answer differs from the upstream's",
 				zap.String("result", v.result.String()),
 				zap.String("session_id", sessionID(&c.header)),
@@ -314,29 +318,6 @@ func (s *Shadow) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return errors.Join(errors.New("shadow: comparisons still running"), ctx.Err())
 	}
-}
-
-// logLimiter lets one message through per logEvery and counts the rest.
-type logLimiter struct {
-	last       atomic.Int64 // unix nanoseconds of the last message let through
-	suppressed atomic.Int64
-	every      time.Duration // 0 means logEvery; tests shorten it
-}
-
-// allow reports whether to log now and, if so, how many messages were
-// suppressed since the last one.
-func (l *logLimiter) allow() (suppressed int64, ok bool) {
-	every := l.every
-	if every == 0 {
-		every = logEvery
-	}
-	now := time.Now().UnixNano()
-	last := l.last.Load()
-	if last != 0 && now-last < int64(every) || !l.last.CompareAndSwap(last, now) {
-		l.suppressed.Add(1)
-		return 0, false
-	}
-	return l.suppressed.Swap(0), true
 }
 
 // FromConfig builds the Shadow that cfg's sessions.shadow keys describe, or

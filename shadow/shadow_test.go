@@ -22,6 +22,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sessiongate/sessiongate/internal/loglimit"
 )
 
 // fakeRoute answers every request like the route does for a found session.
@@ -213,7 +215,7 @@ func TestMismatchLogIsRateLimited(t *testing.T) {
 	}))
 	defer up.Close()
 	s, reg, logs := newShadow(t, up.URL, nil)
-	s.mismatches.every = time.Hour
+	s.mismatches = loglimit.New(time.Hour)
 	wrapped := s.Wrap(fakeRoute)
 	raw := "GET /api/v1/sessions/info?sessionId=s%201 HTTP/1.1\r\nHost: chat.secret.example\r\nX-User-Id: SecretUser1\r\nX-Auth-Token: SecretToken1\r\nUser-Agent: SecretAgent1\r\n\r\n"
 	for i := range 5 {
