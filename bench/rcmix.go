@@ -795,7 +795,7 @@ func (h *harness) rcmixTable() table {
 		if median(n.cpu) > 0 && median(n.p99) > 0 && median(n.peak) > 0 && median(n.end) > 0 {
 			verdict = metOrMissed(cpu <= 1 && p99 <= 1 && peak < 1 && end < 1)
 		}
-		t.notes = append(t.notes, fmt.Sprintf("issue 15 goal on the mix: CPU ≤ 1.00× (%s), p99 ≤ 1.00× (%s), RSS < 1.00× (peak %s, end %s): %s",
+		t.notes = append(t.notes, fmt.Sprintf("goal on the mix: CPU ≤ 1.00× (%s), p99 ≤ 1.00× (%s), RSS < 1.00× (peak %s, end %s): %s",
 			ratio(median(g.cpu), median(n.cpu)), ratio(median(g.p99), median(n.p99)), ratio(median(g.peak), median(n.peak)), ratio(median(g.end), median(n.end)), verdict))
 	}
 	t.notes = append(t.notes,

@@ -76,8 +76,9 @@ type Proxy struct {
 	// core instead of a goroutine per connection (Linux, plain TCP, http://
 	// upstream); other requests are served as without it. Default true.
 	EventLoop bool `mapstructure:"event_loop"`
-	// EventLoops is how many loops run, each on its own thread; 0 means
-	// one per GOMAXPROCS. Default 0.
+	// EventLoops is how many loops run, each one goroutine with its own
+	// epoll set (not locked to an OS thread: the Go scheduler places them
+	// like any goroutine); 0 means one per GOMAXPROCS. Default 0.
 	EventLoops int `mapstructure:"event_loops"`
 }
 

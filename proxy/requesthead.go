@@ -107,7 +107,7 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		}
 		name := line[:c]
 		// RFC 9112 §5.1: no whitespace between field name and colon;
-		// fasthttp tolerates it (its issue #1917), a proxy must not.
+		// fasthttp tolerates it, a proxy must not.
 		if bytes.IndexByte(name, ' ') >= 0 || bytes.IndexByte(name, '\t') >= 0 {
 			return dst, head, errFieldName
 		}

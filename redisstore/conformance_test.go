@@ -3,8 +3,8 @@ package redisstore_test
 // The Store conformance suite: one set of behaviours, run against both
 // implementations behind redisstore.Store (the direct RESP2 connections
 // New uses on standalone and Sentinel, and go-redis, used on Cluster), on a
-// real redis-server (STYLE.md: a shared suite for each interface with more
-// than one implementation).
+// real redis-server: two implementations of one interface stay alike only
+// if the same tests hold both to it.
 
 import (
 	"context"
