@@ -43,9 +43,9 @@ const (
 )
 
 // Options configures a Proxy. main maps the upstream.* and proxy.* keys
-// onto it; each field's configuration key is named, and the keys' defaults
-// are in docs/configuration.md. A zero duration means no limit unless said
-// otherwise.
+// onto it; each field names its key, whose default and meaning are in
+// docs/configuration.md. New applies no defaults of its own: a caller other
+// than main fills every field as the configuration would.
 type Options struct {
 	// Upstream is the Rocket.Chat server and the pool of connections to it.
 	Upstream Upstream
