@@ -21,6 +21,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // The event loop: the forwarding hot path without a goroutine per
@@ -50,7 +52,7 @@ import (
 // server, which serves it from then on exactly as it does without the loop.
 // Both paths build the upstream head with the same function
 // (appendHead), filter the response head with the same function
-// (filterResponseHead) and answer errors with the same bytes.
+// (h1.FilterResponseHead) and answer errors with the same bytes.
 
 // evTick is how often a loop checks its deadlines: timeouts fire up to
 // this much late.
@@ -693,10 +695,10 @@ type evClient struct {
 
 	// The response being relayed.
 	status int
-	fr     respFraming
+	fr     h1.Framing
 	mode   bodyMode
 	left   int64
-	chunk  chunkDecoder
+	chunk  h1.ChunkDecoder
 	resp   []byte   // head for the client, then framing bytes
 	out    [][]byte // to write to the client, in order
 	outBuf [4][]byte
@@ -847,7 +849,7 @@ func (c *evClient) readRequest() bool {
 		return c.awaitBody()
 	}
 	buf := c.in[c.r:c.w]
-	end := headEnd(buf)
+	end := h1.HeadEnd(buf)
 	if end == 0 {
 		if c.headerStart.IsZero() {
 			c.headerStart = l.now
@@ -908,17 +910,17 @@ func (c *evClient) readRequest() bool {
 		c.handoff("unparsed") // refused there with 400
 		return false
 	}
-	if rh.chunked {
+	if rh.Chunked {
 		c.handoff("chunked_body") // streamed there
 		return false
 	}
-	if rh.expectContinue {
+	if rh.ExpectContinue {
 		c.handoff("expect_continue") // fasthttp answers 100 Continue
 		return false
 	}
 	need := consumed
-	if rh.contentLength > 0 {
-		need += int(min(rh.contentLength, int64(len(c.in))+1))
+	if rh.ContentLength > 0 {
+		need += int(min(rh.ContentLength, int64(len(c.in))+1))
 	}
 	if need > len(c.in) {
 		c.handoff("large_body")
@@ -933,7 +935,7 @@ func (c *evClient) readRequest() bool {
 	c.need = 0
 	c.reqLen, c.bodyStart = need, consumed
 	c.isHead = string(h.Method()) == fasthttp.MethodHead
-	c.idempotent = rh.contentLength <= 0 && idempotentMethod(h.Method())
+	c.idempotent = rh.ContentLength <= 0 && idempotentMethod(h.Method())
 	c.closeAfter = c.closeAfter || h.ConnectionClose()
 	c.start = l.now
 	c.headerStart = time.Time{}
@@ -1070,11 +1072,11 @@ func (c *evClient) awaitHead() bool {
 	u := c.up
 	for {
 		buf := u.in[u.r:u.w]
-		if end := headEnd(buf); end > 0 {
+		if end := h1.HeadEnd(buf); end > 0 {
 			return c.startResponse(buf[:end])
 		}
 		if u.w-u.r >= upstreamBufferSize {
-			c.upstreamFailed("protocol", errHeadTooLarge)
+			c.upstreamFailed("protocol", h1.ErrHeadTooLarge)
 			return true
 		}
 		switch u.fill() {
@@ -1095,7 +1097,7 @@ func (c *evClient) awaitHead() bool {
 			c.upstreamFailed("reset", errNoResponse)
 			return true
 		}
-		c.upstreamFailed("protocol", errBadResponse)
+		c.upstreamFailed("protocol", h1.ErrBadResponse)
 		return true
 	}
 }
@@ -1104,7 +1106,7 @@ func (c *evClient) awaitHead() bool {
 // relaying the body.
 func (c *evClient) startResponse(block []byte) bool {
 	u := c.up
-	out, code, fr, err := filterResponseHead(c.resp[:0], block)
+	out, code, fr, err := h1.FilterResponseHead(c.resp[:0], block)
 	c.resp = out
 	if err != nil {
 		c.upstreamFailed("protocol", err)
@@ -1113,7 +1115,7 @@ func (c *evClient) startResponse(block []byte) bool {
 	u.r += len(block)
 	if code < 200 {
 		if code == fasthttp.StatusSwitchingProtocols {
-			c.upstreamFailed("protocol", errBadResponse)
+			c.upstreamFailed("protocol", h1.ErrBadResponse)
 		}
 		return true // 100, 102, 103: interim, read on
 	}
@@ -1122,11 +1124,11 @@ func (c *evClient) startResponse(block []byte) bool {
 	switch {
 	case noBody:
 		c.mode = bmNone
-	case fr.chunked:
+	case fr.Chunked:
 		c.mode = bmChunked
-		c.chunk = chunkDecoder{}
-	case fr.length >= 0:
-		c.mode, c.left = bmFixed, fr.length
+		c.chunk = h1.ChunkDecoder{}
+	case fr.Length >= 0:
+		c.mode, c.left = bmFixed, fr.Length
 	default:
 		c.mode = bmUntilClose
 	}
@@ -1220,7 +1222,7 @@ func (c *evClient) relay() bool {
 	if c.mode == bmUntilClose && u.r == u.w {
 		c.out = append(c.out[:0], lastChunk)
 		c.done = true
-		c.fr.close = true
+		c.fr.Close = true
 		return true
 	}
 	// A body cut short: the client must not take it for whole.
@@ -1275,10 +1277,10 @@ func (c *evClient) frame() {
 		c.out = append(c.out, c.resp, buf, crlf)
 		u.r = u.w
 	case bmChunked:
-		n, err := c.chunk.frame(buf)
+		n, err := c.chunk.Frame(buf)
 		u.r += n
 		rest := buf[n:]
-		data := rest[:int(min(int64(len(rest)), c.chunk.dataLeft()))]
+		data := rest[:int(min(int64(len(rest)), c.chunk.DataLeft()))]
 		switch {
 		case err != nil:
 			c.l.f.metrics.upstreamError("protocol")
@@ -1287,11 +1289,11 @@ func (c *evClient) frame() {
 			c.close()
 			return
 		case len(data) > 0:
-			c.chunk.took(len(data))
+			c.chunk.Took(len(data))
 			u.r += len(data)
 			c.resp = appendChunkSize(c.resp[:0], len(data))
 			c.out = append(c.out, c.resp, data, crlf)
-		case c.chunk.finished():
+		case c.chunk.Finished():
 			c.out = append(c.out, lastChunk)
 			c.done = true
 		}
@@ -1332,7 +1334,7 @@ func (c *evClient) finish() {
 	if u := c.up; u != nil {
 		c.up = nil
 		u.owner = nil
-		if !c.fr.close && u.r == u.w && !u.eof && !u.hup && !u.readable && !l.stop && !l.f.pool.wanted() {
+		if !c.fr.Close && u.r == u.w && !u.eof && !u.hup && !u.readable && !l.stop && !l.f.pool.wanted() {
 			u.reused = true
 			u.r, u.w = 0, 0
 			u.idleSince = l.now
@@ -1358,7 +1360,7 @@ func (c *evClient) answerError(status int, body []byte) {
 	c.out = append(c.outBuf[:0], c.resp)
 	c.mode, c.done = bmNone, true
 	c.headPending, c.collect = false, false
-	c.fr = respFraming{length: -1}
+	c.fr = h1.Framing{Length: -1}
 	c.state = stBody
 	c.deadline = time.Time{}
 	c.observe()
@@ -1378,7 +1380,7 @@ func (c *evClient) timeout() {
 	l := c.l
 	switch c.state {
 	case stIdle:
-		if !c.headerStart.IsZero() && c.reqLen == 0 && headEnd(c.in[c.r:c.w]) == 0 {
+		if !c.headerStart.IsZero() && c.reqLen == 0 && h1.HeadEnd(c.in[c.r:c.w]) == 0 {
 			// A head that did not arrive in time: 408 and close,
 			// like the fasthttp path's parseError.
 			l.p.metrics.observeLoop(fasthttp.StatusRequestTimeout, 0)

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessiongate/sessiongate/config"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // forwarder sends requests to the upstream over its own keep-alive pool
@@ -182,12 +184,12 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	// a small body leaves in the same write as the head.
 	var body []byte
 	var stream io.Reader
-	bodyDone := !rh.hasBody()
+	bodyDone := !rh.HasBody()
 	var cb *[]byte
-	if rh.hasBody() {
+	if rh.HasBody() {
 		bs := bodyScratchPool.Get().(*bodyScratch)
 		defer bodyScratchPool.Put(bs)
-		bs.body = clientBody{r: ctx.RequestBodyStream(), left: rh.contentLength}
+		bs.body = clientBody{r: ctx.RequestBodyStream(), left: rh.ContentLength}
 		defer func() { bs.body = clientBody{} }()
 		stream, cb = &bs.body, &bs.buf
 		n, err := f.readClient(ctx, stream, *cb)
@@ -205,9 +207,9 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	// Only a request that is safe to repeat goes upstream a second time
 	// (docs/forwarding.md): no body and an idempotent method (RFC 9110 §9.2.2), or
 	// nothing of it sent at all.
-	idempotent := !rh.hasBody() && idempotentMethod(ctx.Method())
+	idempotent := !rh.HasBody() && idempotentMethod(ctx.Method())
 	now := start
-	if rh.hasBody() {
+	if rh.HasBody() {
 		now = time.Now() // reading the first body piece may have waited
 	}
 	deadline := now.Add(f.responseHeaderTimeout)
@@ -280,17 +282,17 @@ func (f *forwarder) readClient(ctx *fasthttp.RequestCtx, r io.Reader, p []byte) 
 // roundTrip sends the request on uc and reads the response head into ctx,
 // leaving the body in ctx (small) or streaming (large). It owns uc: it gives
 // it back to the pool or closes it, now or when the streamed body ends.
-func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh requestHead,
+func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh h1.RequestHead,
 	body []byte, bodyDone bool, stream io.Reader, cb *[]byte, idempotent bool, now, deadline time.Time) attempt {
 	uc.armDeadline(now, earliest(deadline, now.Add(livenessInterval)))
 
 	// The head and what we have of the body, in one write.
 	var pre, post []byte
-	if rh.chunked && len(body) > 0 {
+	if rh.Chunked && len(body) > 0 {
 		pre = appendChunkSize(uc.hex[:0], len(body))
 		post = crlf
 	}
-	if rh.chunked && bodyDone {
+	if rh.Chunked && bodyDone {
 		post = lastChunkAfterData
 		if len(body) == 0 {
 			post = lastChunk
@@ -370,14 +372,14 @@ var errClientBody = errors.New("proxy: reading request body")
 // sendRestOfBody copies the request body after its first piece to the
 // upstream, re-chunked when the client chunked it. Each wait on either side
 // has its own deadline, so a large upload is never cut for taking long.
-func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, rh requestHead, stream io.Reader, buf []byte) error {
+func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, rh h1.RequestHead, stream io.Reader, buf []byte) error {
 	for {
 		n, rerr := f.readClient(ctx, stream, buf)
 		if rerr != nil && rerr != io.EOF {
 			return errors.Join(errClientBody, rerr)
 		}
 		var pre, post []byte
-		if rh.chunked {
+		if rh.Chunked {
 			if n > 0 {
 				pre = appendChunkSize(uc.hex[:0], n)
 				post = crlf
@@ -410,10 +412,8 @@ func (f *forwarder) abortClientBody(ctx *fasthttp.RequestCtx, bodyDone bool) {
 }
 
 var (
-	errNoResponse   = errors.New("proxy: upstream closed the connection before answering")
-	errClientGone   = errors.New("proxy: client closed the connection")
-	errHeadTooLarge = errors.New("proxy: upstream response head too large")
-	errBadResponse  = errors.New("proxy: malformed upstream response")
+	errNoResponse = errors.New("proxy: upstream closed the connection before answering")
+	errClientGone = errors.New("proxy: client closed the connection")
 )
 
 // readResponseHead waits for the upstream's response head on uc (skipping
@@ -429,7 +429,7 @@ func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn,
 		}
 		block, _ := uc.br.Peek(end)
 		s := respHeadPool.Get().(*respHeadScratch)
-		out, code, fr, err := filterResponseHead(s.block[:0], block)
+		out, code, fr, err := h1.FilterResponseHead(s.block[:0], block)
 		s.block = out
 		if err != nil {
 			respHeadPool.Put(s)
@@ -441,7 +441,7 @@ func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn,
 			if code == fasthttp.StatusSwitchingProtocols {
 				// Only a WebSocket handshake (websocket.go) may switch,
 				// and this request asked for nothing of the kind.
-				return 0, errBadResponse
+				return 0, h1.ErrBadResponse
 			}
 			continue // 100 Continue, 102, 103: interim (RFC 9110 §15.2)
 		}
@@ -450,7 +450,7 @@ func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn,
 		err = ctx.Response.Header.Read(s.br)
 		respHeadPool.Put(s)
 		if err != nil {
-			return 0, errors.Join(errBadResponse, err)
+			return 0, errors.Join(h1.ErrBadResponse, err)
 		}
 		// The upstream's Connection: close, or a body delimited by
 		// close, concern the upstream connection only.
@@ -466,11 +466,11 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 	gotAny := uc.br.Buffered() > 0
 	for {
 		buf, _ := uc.br.Peek(uc.br.Buffered())
-		if end := headEnd(buf); end > 0 {
+		if end := h1.HeadEnd(buf); end > 0 {
 			return end, nil
 		}
 		if uc.br.Buffered() >= upstreamBufferSize {
-			return 0, errHeadTooLarge
+			return 0, h1.ErrHeadTooLarge
 		}
 		_, err := uc.br.Peek(uc.br.Buffered() + 1)
 		if err == nil {
@@ -481,7 +481,7 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 			if !gotAny && uc.br.Buffered() == 0 {
 				return 0, errors.Join(errNoResponse, err)
 			}
-			return 0, errors.Join(errBadResponse, err)
+			return 0, errors.Join(h1.ErrBadResponse, err)
 		}
 		now := time.Now()
 		if !now.Before(deadline) {
@@ -494,22 +494,6 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 	}
 }
 
-// headEnd returns the length of the head at the start of b (up to and
-// including its empty line), or 0 if b does not hold a whole head yet.
-func headEnd(b []byte) int {
-	for off := 0; ; {
-		i := bytes.IndexByte(b[off:], '\n')
-		if i < 0 {
-			return 0
-		}
-		line := b[off : off+i]
-		off += i + 1
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			return off
-		}
-	}
-}
-
 // relayBody sets ctx's response body from the upstream, after its head:
 // none, read whole (a small Content-Length), or streamed.
 func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status int) {
@@ -518,9 +502,9 @@ func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status
 	switch {
 	case noBody:
 		// RFC 9112 §6.3: whatever the head says, there is no body.
-		f.pool.put(uc, !fr.close)
-	case fr.length >= 0 && fr.length <= maxBufferedBody:
-		if err := readWhole(ctx, uc, fr.length, f.responseHeaderTimeout); err != nil {
+		f.pool.put(uc, !fr.Close)
+	case fr.Length >= 0 && fr.Length <= maxBufferedBody:
+		if err := readWhole(ctx, uc, fr.Length, f.responseHeaderTimeout); err != nil {
 			f.pool.put(uc, false)
 			if isTimeout(err) {
 				f.metrics.upstreamError("timeout")
@@ -532,17 +516,17 @@ func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status
 			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 			return
 		}
-		f.pool.put(uc, !fr.close)
-	case fr.length >= 0:
-		b := acquireBody(f, ctx, uc, bodyFixed, fr.length)
+		f.pool.put(uc, !fr.Close)
+	case fr.Length >= 0:
+		b := acquireBody(f, ctx, uc, bodyFixed, fr.Length)
 		// The head goes out at once; each body piece is then written
 		// to the client as it arrives (the ReadFrom path of fasthttp's
 		// fixed-size writer writes every read straight to the socket).
 		ctx.Response.ImmediateHeaderFlush = true
-		ctx.Response.SetBodyStream(b, int(fr.length))
+		ctx.Response.SetBodyStream(b, int(fr.Length))
 	default:
 		kind := bodyChunked
-		if !fr.chunked {
+		if !fr.Chunked {
 			kind = bodyUntilClose
 		}
 		if !ctx.Request.Header.IsHTTP11() {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // bodyKind is how a streamed response body is delimited upstream.
@@ -42,7 +44,7 @@ type responseBody struct {
 	kind   bodyKind
 	// left is the bytes left of a fixed body; chunk walks a chunked one.
 	left  int64
-	chunk chunkDecoder
+	chunk h1.ChunkDecoder
 	// done: the body was read to its end (for chunked, trailers too).
 	done bool
 	err  error
@@ -108,18 +110,18 @@ func (b *responseBody) read(p []byte) (int, error) {
 	// Chunked (RFC 9112 §7.1): the decoder walks the framing in what is
 	// buffered; chunk data is read straight into p.
 	for {
-		if left := b.chunk.dataLeft(); left > 0 {
+		if left := b.chunk.DataLeft(); left > 0 {
 			if int64(len(p)) > left {
 				p = p[:left]
 			}
 			n, err := b.fill(p)
-			b.chunk.took(n)
+			b.chunk.Took(n)
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return n, err
 		}
-		if b.chunk.finished() {
+		if b.chunk.Finished() {
 			b.done = true
 			return 0, io.EOF
 		}
@@ -127,7 +129,7 @@ func (b *responseBody) read(p []byte) (int, error) {
 			return 0, unexpected(err)
 		}
 		buf, _ := br.Peek(br.Buffered())
-		n, err := b.chunk.frame(buf)
+		n, err := b.chunk.Frame(buf)
 		br.Discard(n)
 		if err != nil {
 			return 0, err
@@ -175,7 +177,7 @@ func (b *responseBody) Close() error {
 	if b.uc == nil {
 		return nil
 	}
-	reusable := b.done && b.kind != bodyUntilClose && !b.uc.framing.close
+	reusable := b.done && b.kind != bodyUntilClose && !b.uc.framing.Close
 	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) && !errors.Is(b.err, errClientGone) {
 		b.f.metrics.upstreamError("reset")
 		b.f.log.Debug("upstream body")
