@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -649,16 +650,6 @@ const (
 	stBody                    // relaying the response body
 )
 
-// bodyMode is how the response body in relay is delimited.
-type bodyMode uint8
-
-const (
-	bmNone bodyMode = iota
-	bmFixed
-	bmChunked
-	bmUntilClose
-)
-
 type evClient struct {
 	l    *evLoop
 	fd   int
@@ -935,7 +926,7 @@ func (c *evClient) readRequest() bool {
 	c.need = 0
 	c.reqLen, c.bodyStart = need, consumed
 	c.isHead = string(h.Method()) == fasthttp.MethodHead
-	c.idempotent = rh.ContentLength <= 0 && idempotentMethod(h.Method())
+	c.idempotent = idempotentRequest(h.Method(), rh.HasBody())
 	c.closeAfter = c.closeAfter || h.ConnectionClose()
 	c.start = l.now
 	c.headerStart = time.Time{}
@@ -1056,14 +1047,7 @@ func (l *evLoop) dialed(c *evClient, fd int, err error) {
 	if c.fd < 0 || c.state != stDial {
 		return
 	}
-	l.p.log.Debug("upstream unavailable", zap.Error(err))
-	if isTimeout(err) {
-		l.f.metrics.upstreamError("timeout")
-		c.answerError(fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-	} else {
-		l.f.metrics.upstreamError("connect")
-		c.answerError(fasthttp.StatusBadGateway, bodyBadGateway)
-	}
+	c.fail(connectFailure(err))
 	c.advance()
 }
 
@@ -1076,7 +1060,7 @@ func (c *evClient) awaitHead() bool {
 			return c.startResponse(buf[:end])
 		}
 		if u.w-u.r >= upstreamBufferSize {
-			c.upstreamFailed("protocol", h1.ErrHeadTooLarge)
+			c.fail(upstreamFailure(failProtocol, h1.ErrHeadTooLarge))
 			return true
 		}
 		switch u.fill() {
@@ -1087,17 +1071,17 @@ func (c *evClient) awaitHead() bool {
 		}
 		// The upstream closed or broke the connection.
 		if u.w == u.r && !u.gotAny {
-			if u.reused && c.idempotent {
+			if (attemptState{reused: u.reused, sentAll: true, idempotent: c.idempotent}).retrySafe() {
 				// It was closed while idle; the fasthttp path
 				// repeats the request on a fresh connection.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.upstreamFailed("reset", errNoResponse)
+			c.fail(upstreamFailure(failReset, errNoResponse))
 			return true
 		}
-		c.upstreamFailed("protocol", h1.ErrBadResponse)
+		c.fail(upstreamFailure(failProtocol, h1.ErrBadResponse))
 		return true
 	}
 }
@@ -1109,32 +1093,27 @@ func (c *evClient) startResponse(block []byte) bool {
 	out, code, fr, err := h1.FilterResponseHead(c.resp[:0], block)
 	c.resp = out
 	if err != nil {
-		c.upstreamFailed("protocol", err)
+		c.fail(exchangeFailure(err))
 		return true
 	}
 	u.r += len(block)
-	if code < 200 {
-		if code == fasthttp.StatusSwitchingProtocols {
-			c.upstreamFailed("protocol", h1.ErrBadResponse)
+	if skip, err := interimResponse(code); skip || err != nil {
+		if err != nil {
+			c.fail(exchangeFailure(err))
 		}
-		return true // 100, 102, 103: interim, read on
+		return true
 	}
 	c.status, c.fr = code, fr
-	noBody := c.isHead || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified
-	switch {
-	case noBody:
-		c.mode = bmNone
-	case fr.Chunked:
-		c.mode = bmChunked
+	c.mode = responseBodyMode(code, c.isHead, fr)
+	switch c.mode {
+	case bodyChunked:
 		c.chunk = h1.ChunkDecoder{}
-	case fr.Length >= 0:
-		c.mode, c.left = bmFixed, fr.Length
-	default:
-		c.mode = bmUntilClose
+	case bodyFixed:
+		c.left = fr.Length
 	}
 	// The head ends with its empty line; add what the client needs.
 	c.resp = c.resp[:len(c.resp)-2]
-	if c.mode == bmChunked || c.mode == bmUntilClose {
+	if chunkedForClient(c.mode) {
 		c.resp = append(c.resp, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if c.closeAfter || c.l.stop {
@@ -1142,11 +1121,8 @@ func (c *evClient) startResponse(block []byte) bool {
 		c.resp = append(c.resp, "Connection: close\r\n"...)
 	}
 	c.resp = append(c.resp, '\r', '\n')
-	c.done = c.mode == bmNone || (c.mode == bmFixed && c.left == 0)
-	// A small body is read whole before the head goes out, as on the
-	// fasthttp path (maxBufferedBody): one write, and an upstream that
-	// breaks off still gets a clean 502.
-	c.collect = c.mode == bmFixed && c.left <= maxBufferedBody
+	c.done = c.mode == bodyNone || (c.mode == bodyFixed && c.left == 0)
+	c.collect = bufferWhole(c.mode, c.left)
 	c.headPending = true
 	c.quietSince = time.Time{}
 	c.state = stBody
@@ -1178,13 +1154,13 @@ func (c *evClient) relay() bool {
 				c.waitUpstream()
 				return false
 			default:
-				c.upstreamFailed("reset", errNoResponse)
+				c.fail(upstreamFailure(failReset, errNoResponse))
 			}
 			return true
 		}
 		c.headPending = false
 		c.out = append(c.outBuf[:0], c.resp)
-		if c.mode == bmFixed && u.r < u.w {
+		if c.mode == bodyFixed && u.r < u.w {
 			n := int(min(int64(u.w-u.r), c.left))
 			c.out = append(c.out, u.in[u.r:u.r+n])
 			u.r += n
@@ -1219,17 +1195,14 @@ func (c *evClient) relay() bool {
 		return false
 	}
 	// The upstream closed.
-	if c.mode == bmUntilClose && u.r == u.w {
+	if c.mode == bodyUntilClose && u.r == u.w {
 		c.out = append(c.out[:0], lastChunk)
 		c.done = true
 		c.fr.Close = true
 		return true
 	}
 	// A body cut short: the client must not take it for whole.
-	c.l.f.metrics.upstreamError("reset")
-	c.l.p.log.Debug("upstream body cut short")
-	c.dropUpstream()
-	c.close()
+	c.broke(upstreamFailure(failReset, io.ErrUnexpectedEOF))
 	return false
 }
 
@@ -1266,27 +1239,24 @@ func (c *evClient) frame() {
 	buf := u.in[u.r:u.w]
 	c.out = c.out[:0]
 	switch c.mode {
-	case bmFixed:
+	case bodyFixed:
 		n := int(min(int64(len(buf)), c.left))
 		c.out = append(c.out, buf[:n])
 		u.r += n
 		c.left -= int64(n)
 		c.done = c.left == 0
-	case bmUntilClose:
+	case bodyUntilClose:
 		c.resp = appendChunkSize(c.resp[:0], len(buf))
 		c.out = append(c.out, c.resp, buf, crlf)
 		u.r = u.w
-	case bmChunked:
+	case bodyChunked:
 		n, err := c.chunk.Frame(buf)
 		u.r += n
 		rest := buf[n:]
 		data := rest[:int(min(int64(len(rest)), c.chunk.DataLeft()))]
 		switch {
 		case err != nil:
-			c.l.f.metrics.upstreamError("protocol")
-			c.l.p.log.Debug("upstream chunked body", zap.Error(err))
-			c.dropUpstream()
-			c.close()
+			c.broke(exchangeFailure(err))
 			return
 		case len(data) > 0:
 			c.chunk.Took(len(data))
@@ -1334,7 +1304,8 @@ func (c *evClient) finish() {
 	if u := c.up; u != nil {
 		c.up = nil
 		u.owner = nil
-		if !c.fr.Close && u.r == u.w && !u.eof && !u.hup && !u.readable && !l.stop && !l.f.pool.wanted() {
+		pending := u.r != u.w || u.eof || u.hup || u.readable
+		if reusable(c.fr, c.mode, c.done, pending) && !l.stop && !l.f.pool.wanted() {
 			u.reused = true
 			u.r, u.w = 0, 0
 			u.idleSince = l.now
@@ -1358,7 +1329,7 @@ func (c *evClient) answerError(status int, body []byte) {
 	c.status = status
 	c.resp = appendOwnAnswer(c.resp[:0], c.l.dateLine(), status, body, c.closeAfter || c.l.stop)
 	c.out = append(c.outBuf[:0], c.resp)
-	c.mode, c.done = bmNone, true
+	c.mode, c.done = bodyNone, true
 	c.headPending, c.collect = false, false
 	c.fr = h1.Framing{Length: -1}
 	c.state = stBody
@@ -1366,13 +1337,25 @@ func (c *evClient) answerError(status int, body []byte) {
 	c.observe()
 }
 
-// upstreamFailed answers 502 for an upstream that broke the exchange before
-// its response started; the upstream connection is closed.
-func (c *evClient) upstreamFailed(kind string, err error) {
-	c.l.f.metrics.upstreamError(kind)
-	c.l.p.log.Debug("upstream response", zap.Error(err))
+// fail answers for an upstream failure before any of the response went
+// out (the answer, metric and log line of its kind); the upstream
+// connection is closed.
+func (c *evClient) fail(e *upstreamError) {
+	c.l.f.metrics.upstreamFailure(e.kind)
+	c.l.p.log.Debug("upstream failed", zap.Error(e))
 	c.dropUpstream()
-	c.answerError(fasthttp.StatusBadGateway, bodyBadGateway)
+	status, body := e.kind.answer()
+	c.answerError(status, body)
+}
+
+// broke ends a response already under way whose upstream failed: the
+// failure is counted and both connections closed, so the client cannot
+// take the body for whole.
+func (c *evClient) broke(e *upstreamError) {
+	c.l.f.metrics.upstreamFailure(e.kind)
+	c.l.p.log.Debug("upstream body", zap.Error(e))
+	c.dropUpstream()
+	c.close()
 }
 
 // timeout fires c's deadline.
@@ -1388,7 +1371,7 @@ func (c *evClient) timeout() {
 			c.resp = append(append(append(c.resp[:0], "HTTP/1.1 408 Request Timeout\r\n"...), l.dateLine()...),
 				"Content-Length: 0\r\nConnection: close\r\n\r\n"...)
 			c.out = append(c.outBuf[:0], c.resp)
-			c.mode, c.done, c.state = bmNone, true, stBody
+			c.mode, c.done, c.state = bodyNone, true, stBody
 			c.deadline = l.now.Add(time.Second)
 			c.advance()
 			return
@@ -1397,14 +1380,17 @@ func (c *evClient) timeout() {
 	case stSend, stWait, stBody:
 		if c.state == stBody && !c.headPending {
 			// An upstream silent mid-body, or a client that stopped
-			// reading: the response is under way, so cut it.
+			// reading: the response is under way, so cut it. Only
+			// the first is the upstream's failure.
+			if len(c.out) == 0 {
+				c.broke(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
+				return
+			}
 			c.dropUpstream()
 			c.close()
 			return
 		}
-		l.f.metrics.upstreamError("timeout")
-		c.dropUpstream()
-		c.answerError(fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
+		c.fail(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
 		c.advance()
 	}
 }
@@ -1592,13 +1578,13 @@ func (u *evUpstream) send() bool {
 			continue
 		}
 		if err != nil && err != unix.EINTR {
-			if u.sent == 0 && u.reused {
+			if (attemptState{reused: u.reused, sentNone: u.sent == 0, wholeInHand: true}).retrySafe() {
 				// Closed while idle: the fasthttp path retries.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.upstreamFailed("reset", err)
+			c.fail(upstreamFailure(failReset, err))
 			return true
 		}
 		u.sent += n

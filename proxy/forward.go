@@ -64,11 +64,6 @@ func newForwarder(cfg *config.Config, log *zap.Logger, m *metrics) (*forwarder, 
 
 func (f *forwarder) close() { f.pool.close() }
 
-var (
-	bodyBadGateway     = []byte(`{"success":false,"error":"Bad gateway"}`)
-	bodyGatewayTimeout = []byte(`{"success":false,"error":"Gateway timeout"}`)
-)
-
 // writeError answers with one of sessiongate's own JSON error bodies,
 // replacing whatever response was started (an upstream header read halfway,
 // a body stream, which is closed). The fresh response gets a Date from
@@ -138,11 +133,6 @@ type respHeadScratch struct {
 	br    *bufio.Reader
 }
 
-// maxBufferedBody is the largest response body with a Content-Length that
-// is read whole before the response goes out, so head and body leave in one
-// write; larger ones, and every chunked or close-delimited body, stream.
-const maxBufferedBody = 64 << 10
-
 // livenessInterval is how often a request waiting for upstream headers
 // checks whether its client has gone, so a client abandoning a long-poll
 // frees its upstream connection within about this long.
@@ -207,7 +197,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	// Only a request that is safe to repeat goes upstream a second time
 	// (docs/forwarding.md): no body and an idempotent method (RFC 9110 §9.2.2), or
 	// nothing of it sent at all.
-	idempotent := !rh.HasBody() && idempotentMethod(ctx.Method())
+	idempotent := idempotentRequest(ctx.Method(), rh.HasBody())
 	now := start
 	if rh.HasBody() {
 		now = time.Now() // reading the first body piece may have waited
@@ -219,7 +209,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 		}
 		uc, now, err := f.pool.get(now, deadline, try > 0)
 		if err != nil {
-			f.upstreamFailed(ctx, err, "connect")
+			f.fail(ctx, connectFailure(err))
 			return
 		}
 		r := f.roundTrip(ctx, uc, head, rh, body, bodyDone, stream, cb, idempotent, now, deadline)
@@ -228,8 +218,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 			continue
 		}
 		if r == attemptRetry {
-			f.metrics.upstreamError("reset")
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			f.fail(ctx, upstreamFailure(failReset, errNoResponse))
 		}
 		return
 	}
@@ -300,16 +289,13 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 	}
 	n, err := uc.writevHead(head, pre, body, post)
 	if err != nil {
-		if n == 0 && uc.reused && bodyDone {
+		f.pool.put(uc, false)
+		if (attemptState{reused: uc.reused, sentNone: n == 0, wholeInHand: bodyDone}).retrySafe() {
 			// Nothing left: the upstream closed this idle connection.
-			f.pool.put(uc, false)
 			return attemptRetry
 		}
-		f.pool.put(uc, false)
-		f.metrics.upstreamError("reset")
-		f.log.Debug("upstream write", zap.Error(err))
 		f.abortClientBody(ctx, bodyDone)
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		f.fail(ctx, upstreamFailure(failReset, err))
 		return attemptDone
 	}
 
@@ -320,10 +306,8 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 				f.log.Debug("request body", zap.Error(err))
 				refuse(ctx, fasthttp.StatusBadRequest)
 			} else {
-				f.metrics.upstreamError("reset")
-				f.log.Debug("upstream write", zap.Error(err))
 				ctx.SetConnectionClose()
-				writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+				f.fail(ctx, upstreamFailure(failReset, err))
 			}
 			return attemptDone
 		}
@@ -340,19 +324,10 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 		case errors.Is(err, errClientGone):
 			f.log.Debug("client gone while waiting for upstream")
 			dropClient(ctx)
-		case isTimeout(err):
-			f.metrics.upstreamError("timeout")
-			writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-		case errors.Is(err, errNoResponse) && uc.reused && idempotent:
+		case errors.Is(err, errNoResponse) && (attemptState{reused: uc.reused, sentAll: true, idempotent: idempotent}).retrySafe():
 			return attemptRetry
-		case errors.Is(err, errNoResponse):
-			f.metrics.upstreamError("reset")
-			f.log.Debug("upstream closed before answering", zap.Error(err))
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 		default:
-			f.metrics.upstreamError("protocol")
-			f.log.Debug("upstream response", zap.Error(err))
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			f.fail(ctx, exchangeFailure(err))
 		}
 		return attemptDone
 	}
@@ -436,14 +411,12 @@ func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn,
 			return 0, err
 		}
 		uc.br.Discard(end)
-		if code < 200 {
+		if skip, err := interimResponse(code); skip || err != nil {
 			respHeadPool.Put(s)
-			if code == fasthttp.StatusSwitchingProtocols {
-				// Only a WebSocket handshake (websocket.go) may switch,
-				// and this request asked for nothing of the kind.
-				return 0, h1.ErrBadResponse
+			if err != nil {
+				return 0, err
 			}
-			continue // 100 Continue, 102, 103: interim (RFC 9110 §15.2)
+			continue
 		}
 		s.r.Reset(s.block)
 		s.br.Reset(&s.r)
@@ -498,42 +471,28 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 // none, read whole (a small Content-Length), or streamed.
 func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status int) {
 	fr := uc.framing
-	noBody := ctx.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
+	mode := responseBodyMode(status, ctx.IsHead(), fr)
 	switch {
-	case noBody:
-		// RFC 9112 §6.3: whatever the head says, there is no body.
-		f.pool.put(uc, !fr.Close)
-	case fr.Length >= 0 && fr.Length <= maxBufferedBody:
+	case mode == bodyNone:
+		f.pool.put(uc, reusable(fr, mode, true, uc.br.Buffered() > 0))
+	case bufferWhole(mode, fr.Length):
 		if err := readWhole(ctx, uc, fr.Length, f.responseHeaderTimeout); err != nil {
 			f.pool.put(uc, false)
-			if isTimeout(err) {
-				f.metrics.upstreamError("timeout")
-				writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-				return
-			}
-			f.metrics.upstreamError("reset")
-			f.log.Debug("upstream body", zap.Error(err))
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			f.fail(ctx, exchangeFailure(err))
 			return
 		}
-		f.pool.put(uc, !fr.Close)
-	case fr.Length >= 0:
-		b := acquireBody(f, ctx, uc, bodyFixed, fr.Length)
+		f.pool.put(uc, reusable(fr, mode, true, uc.br.Buffered() > 0))
+	case mode == bodyFixed:
+		b := acquireBody(f, ctx, uc, mode, fr.Length)
 		// The head goes out at once; each body piece is then written
 		// to the client as it arrives (the ReadFrom path of fasthttp's
 		// fixed-size writer writes every read straight to the socket).
 		ctx.Response.ImmediateHeaderFlush = true
 		ctx.Response.SetBodyStream(b, int(fr.Length))
-	default:
-		kind := bodyChunked
-		if !fr.Chunked {
-			kind = bodyUntilClose
-		}
-		if !ctx.Request.Header.IsHTTP11() {
-			f.relayToHTTP10(ctx, acquireBody(f, ctx, uc, kind, 0))
-			return
-		}
-		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, kind, 0)}, -1)
+	case !ctx.Request.Header.IsHTTP11():
+		f.relayToHTTP10(ctx, acquireBody(f, ctx, uc, mode, 0))
+	default: // chunkedForClient
+		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, mode, 0)}, -1)
 	}
 }
 
@@ -600,25 +559,14 @@ func readWhole(ctx *fasthttp.RequestCtx, uc *upstreamConn, n int64, timeout time
 	return nil
 }
 
-// upstreamFailed answers for a request that got no upstream connection.
-func (f *forwarder) upstreamFailed(ctx *fasthttp.RequestCtx, err error, kind string) {
-	f.log.Debug("upstream unavailable", zap.Error(err))
-	if isTimeout(err) || errors.Is(err, errPoolTimeout) {
-		f.metrics.upstreamError("timeout")
-		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-		return
-	}
-	f.metrics.upstreamError(kind)
-	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
-}
-
-// idempotentMethod reports RFC 9110 §9.2.2's idempotent methods.
-func idempotentMethod(m []byte) bool {
-	switch string(m) {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
+// fail answers ctx for an upstream failure before any of the response
+// went out: the answer, the metric and the log line the failure's kind
+// calls for.
+func (f *forwarder) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
+	f.metrics.upstreamFailure(e.kind)
+	f.log.Debug("upstream failed", zap.Error(e))
+	status, body := e.kind.answer()
+	writeError(ctx, status, body)
 }
 
 func isTimeout(err error) bool {

@@ -8,17 +8,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
-)
-
-// bodyKind is how a streamed response body is delimited upstream.
-type bodyKind uint8
-
-const (
-	bodyFixed      bodyKind = iota // Content-Length
-	bodyChunked                    // Transfer-Encoding: chunked, decoded here
-	bodyUntilClose                 // neither: the body ends when the upstream closes
 )
 
 // responseBody streams an upstream response body to fasthttp, which writes
@@ -41,7 +33,7 @@ type responseBody struct {
 	// silent (ctx.Conn(), kept when ctx is not).
 	client net.Conn
 	uc     *upstreamConn
-	kind   bodyKind
+	kind   bodyMode
 	// left is the bytes left of a fixed body; chunk walks a chunked one.
 	left  int64
 	chunk h1.ChunkDecoder
@@ -52,7 +44,7 @@ type responseBody struct {
 
 var bodyPool = sync.Pool{New: func() any { return new(responseBody) }}
 
-func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyKind, length int64) *responseBody {
+func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyMode, length int64) *responseBody {
 	b := bodyPool.Get().(*responseBody)
 	*b = responseBody{f: f, ctx: ctx, uc: uc, kind: kind, left: length}
 	if ctx != nil {
@@ -177,15 +169,17 @@ func (b *responseBody) Close() error {
 	if b.uc == nil {
 		return nil
 	}
-	reusable := b.done && b.kind != bodyUntilClose && !b.uc.framing.Close
 	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) && !errors.Is(b.err, errClientGone) {
-		b.f.metrics.upstreamError("reset")
-		b.f.log.Debug("upstream body")
+		// The response is under way: the failure is counted, and the
+		// client sees the body cut short.
+		e := exchangeFailure(b.err)
+		b.f.metrics.upstreamFailure(e.kind)
+		b.f.log.Debug("upstream body", zap.Error(e))
 	}
 	if errors.Is(b.err, errClientGone) {
 		b.f.log.Debug("client gone while the response streamed")
 	}
-	b.f.pool.put(b.uc, reusable)
+	b.f.pool.put(b.uc, reusable(b.uc.framing, b.kind, b.done, b.uc.br.Buffered() > 0))
 	*b = responseBody{}
 	bodyPool.Put(b)
 	return nil

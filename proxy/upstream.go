@@ -256,15 +256,12 @@ func (p *upstreamPool) wakeLocked() {
 	}
 }
 
-// put takes c back: idle for reuse when reusable (its last response was
-// read to the end and did not ask to close) and nothing beyond that
-// response is buffered, else closed. Bytes past a response's framing (past
-// its Content-Length or last chunk, or any body after a 204, a 304 or an
-// answer to HEAD) are no answer to anything: on a reused connection they
-// would answer the next request, another client's.
+// put takes c back: idle for reuse when reusable (the exchange rule of
+// that name, which the caller applied: among others, nothing is buffered
+// past the response), else closed. An idle connection is probed again
+// before its next use (get).
 func (p *upstreamPool) put(c *upstreamConn, reusable bool) {
 	c.reused = true
-	reusable = reusable && c.br.Buffered() == 0
 	p.mu.Lock()
 	if reusable && !p.closed {
 		c.idleSince = time.Now()

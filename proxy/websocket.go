@@ -194,9 +194,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 
 	up, err := t.dial()
 	if err != nil {
-		t.metrics.upstreamError("connect")
-		t.log.Debug("upstream dial failed", zap.String("upstream", t.dialer.addr), zap.Error(err))
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		t.fail(ctx, upstreamFailure(failConnect, err))
 		return
 	}
 	if t.headerWait > 0 {
@@ -219,9 +217,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 	if err := checkSwitchHead(head); err != nil {
 		releaseHeadReader(br)
 		up.Close()
-		t.metrics.upstreamError("protocol")
-		t.log.Debug("upstream switched to something else", zap.Error(err))
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		t.fail(ctx, upstreamFailure(failProtocol, err))
 		return
 	}
 
@@ -308,16 +304,20 @@ func checkSwitchHead(head []byte) error {
 // upstreamFailed answers the client after a failed handshake: 504 when the
 // upstream did not answer in time, else 502.
 func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.metrics.upstreamError("timeout")
-		t.log.Debug("upstream handshake timed out", zap.String("upstream", t.dialer.addr), zap.Duration("timeout", t.headerWait))
-		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-		return
+	kind := failReset
+	if isTimeout(err) {
+		kind = failTimeout
 	}
-	t.metrics.upstreamError("reset")
-	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(err))
-	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+	t.fail(ctx, upstreamFailure(kind, err))
+}
+
+// fail answers a handshake whose upstream failed, as the forwarder does
+// (forwarder.fail).
+func (t *tunnels) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
+	t.metrics.upstreamFailure(e.kind)
+	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(e))
+	status, body := e.kind.answer()
+	writeError(ctx, status, body)
 }
 
 // relayRefusal relays an upstream answer other than 101 (400, 403, 426...)
