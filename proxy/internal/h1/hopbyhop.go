@@ -167,7 +167,7 @@ const MaxConnTokens = 64
 
 // ErrConnTokens refuses a head whose Connection fields list more than
 // MaxConnTokens tokens.
-var ErrConnTokens = errors.New("proxy: too many Connection options")
+var ErrConnTokens = errors.New("h1: too many Connection options")
 
 // Add records the comma-separated tokens of one Connection field value; it
 // returns ErrConnTokens, having recorded none past it, when they pass

@@ -15,12 +15,12 @@ import (
 // unknown transfer codings, bare CR and control bytes; these are the cases
 // it tolerates.
 var (
-	ErrBareLF       = errors.New("proxy: header line not ended by CRLF")
-	ErrObsFold      = errors.New("proxy: obsolete line folding")
-	ErrFieldName    = errors.New("proxy: malformed header field name")
-	ErrCLAndTE      = errors.New("proxy: both Content-Length and Transfer-Encoding")
-	ErrTransferCode = errors.New("proxy: transfer coding other than chunked")
-	ErrTarget       = errors.New("proxy: absolute-form target without an http(s) host")
+	ErrBareLF       = errors.New("h1: header line not ended by CRLF")
+	ErrObsFold      = errors.New("h1: obsolete line folding")
+	ErrFieldName    = errors.New("h1: malformed header field name")
+	ErrCLAndTE      = errors.New("h1: both Content-Length and Transfer-Encoding")
+	ErrTransferCode = errors.New("h1: transfer coding other than chunked")
+	ErrTarget       = errors.New("h1: absolute-form target without an http(s) host")
 )
 
 // RequestHead is what AppendRequestHead learned about a request's framing.

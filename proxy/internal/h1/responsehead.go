@@ -27,8 +27,8 @@ const MaxResponseHeadBytes = 16 << 10
 
 // Errors of an upstream response that cannot be relayed: answered 502.
 var (
-	ErrHeadTooLarge = errors.New("proxy: upstream response head too large")
-	ErrBadResponse  = errors.New("proxy: malformed upstream response")
+	ErrHeadTooLarge = errors.New("h1: upstream response head too large")
+	ErrBadResponse  = errors.New("h1: malformed upstream response")
 )
 
 // FilterResponseHead validates the upstream response head in block and
