@@ -2,6 +2,10 @@ package proxy
 
 import (
 	"net/netip"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // Client address (docs/forwarding.md). Rocket.Chat trusts X-Real-IP blindly for rate
@@ -9,7 +13,7 @@ import (
 // connecting peer's address, and that address is appended to
 // X-Forwarded-For, unless the peer is a trusted proxy (proxy.trusted_proxies)
 // whose headers are passed on as they are. X-Forwarded-Proto and
-// X-Forwarded-Host are set only when absent (appendRequestHead).
+// X-Forwarded-Host are set only when absent (h1.AppendRequestHead).
 
 // isTrusted reports whether peer is in proxy.trusted_proxies.
 func (p *Proxy) isTrusted(peer netip.Addr) bool {
@@ -21,22 +25,26 @@ func (p *Proxy) isTrusted(peer netip.Addr) bool {
 	return false
 }
 
-// appendClientAddr appends X-Real-IP and X-Forwarded-For for an untrusted
-// peer. raw, when not nil, is the client's header block: its X-Forwarded-For
-// values are kept, in order and combined into one field (RFC 9110 §5.3),
-// before the peer's address.
-func appendClientAddr(dst []byte, peer netip.Addr, raw []byte) []byte {
-	dst = append(dst, "X-Real-IP: "...)
-	dst = peer.AppendTo(dst)
-	dst = append(dst, "\r\nX-Forwarded-For: "...)
-	if raw != nil {
-		forEachField(raw, func(name, value []byte) {
-			if len(value) > 0 && classifyField(name) == fieldXForwardedFor {
-				dst = append(dst, value...)
-				dst = append(dst, ", "...)
-			}
-		})
-	}
-	dst = peer.AppendTo(dst)
-	return append(dst, "\r\n"...)
+// appendRequestHead appends the head to send upstream for ctx's request
+// (h1.AppendRequestHead); with upgrade, a WebSocket handshake's.
+func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade bool) ([]byte, h1.RequestHead, error) {
+	return p.appendHead(dst, &ctx.Request.Header, remoteAddr(ctx), ctx.IsTLS(), upgrade)
+}
+
+// appendHead is appendRequestHead for a parsed header h from peer, over TLS
+// or not; the event loop parses heads without a RequestCtx.
+func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Addr, isTLS, upgrade bool) ([]byte, h1.RequestHead, error) {
+	return h1.AppendRequestHead(dst, h, h1.RequestOptions{
+		Peer:        peer,
+		Trusted:     p.isTrusted(peer),
+		TLS:         isTLS,
+		Upgrade:     upgrade,
+		DefaultHost: p.fwd.hostHeader,
+	})
+}
+
+// remoteAddr is the connecting peer's address, without allocating.
+func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return a.Unmap()
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // The event loop: the forwarding hot path without a goroutine per
@@ -50,7 +53,7 @@ import (
 // server, which serves it from then on exactly as it does without the loop.
 // Both paths build the upstream head with the same function
 // (appendHead), filter the response head with the same function
-// (filterResponseHead) and answer errors with the same bytes.
+// (h1.FilterResponseHead) and answer errors with the same bytes.
 
 // evTick is how often a loop checks its deadlines: timeouts fire up to
 // this much late.
@@ -647,16 +650,6 @@ const (
 	stBody                    // relaying the response body
 )
 
-// bodyMode is how the response body in relay is delimited.
-type bodyMode uint8
-
-const (
-	bmNone bodyMode = iota
-	bmFixed
-	bmChunked
-	bmUntilClose
-)
-
 type evClient struct {
 	l    *evLoop
 	fd   int
@@ -693,10 +686,10 @@ type evClient struct {
 
 	// The response being relayed.
 	status int
-	fr     respFraming
+	fr     h1.Framing
 	mode   bodyMode
 	left   int64
-	chunk  chunkDecoder
+	chunk  h1.ChunkDecoder
 	resp   []byte   // head for the client, then framing bytes
 	out    [][]byte // to write to the client, in order
 	outBuf [4][]byte
@@ -847,7 +840,7 @@ func (c *evClient) readRequest() bool {
 		return c.awaitBody()
 	}
 	buf := c.in[c.r:c.w]
-	end := headEnd(buf)
+	end := h1.HeadEnd(buf)
 	if end == 0 {
 		if c.headerStart.IsZero() {
 			c.headerStart = l.now
@@ -908,17 +901,17 @@ func (c *evClient) readRequest() bool {
 		c.handoff("unparsed") // refused there with 400
 		return false
 	}
-	if rh.chunked {
+	if rh.Chunked {
 		c.handoff("chunked_body") // streamed there
 		return false
 	}
-	if rh.expectContinue {
+	if rh.ExpectContinue {
 		c.handoff("expect_continue") // fasthttp answers 100 Continue
 		return false
 	}
 	need := consumed
-	if rh.contentLength > 0 {
-		need += int(min(rh.contentLength, int64(len(c.in))+1))
+	if rh.ContentLength > 0 {
+		need += int(min(rh.ContentLength, int64(len(c.in))+1))
 	}
 	if need > len(c.in) {
 		c.handoff("large_body")
@@ -933,7 +926,7 @@ func (c *evClient) readRequest() bool {
 	c.need = 0
 	c.reqLen, c.bodyStart = need, consumed
 	c.isHead = string(h.Method()) == fasthttp.MethodHead
-	c.idempotent = rh.contentLength <= 0 && idempotentMethod(h.Method())
+	c.idempotent = idempotentRequest(h.Method(), rh.HasBody())
 	c.closeAfter = c.closeAfter || h.ConnectionClose()
 	c.start = l.now
 	c.headerStart = time.Time{}
@@ -1054,14 +1047,7 @@ func (l *evLoop) dialed(c *evClient, fd int, err error) {
 	if c.fd < 0 || c.state != stDial {
 		return
 	}
-	l.p.log.Debug("upstream unavailable", zap.Error(err))
-	if isTimeout(err) {
-		l.f.metrics.upstreamError("timeout")
-		c.answerError(fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-	} else {
-		l.f.metrics.upstreamError("connect")
-		c.answerError(fasthttp.StatusBadGateway, bodyBadGateway)
-	}
+	c.fail(connectFailure(err))
 	c.advance()
 }
 
@@ -1070,11 +1056,11 @@ func (c *evClient) awaitHead() bool {
 	u := c.up
 	for {
 		buf := u.in[u.r:u.w]
-		if end := headEnd(buf); end > 0 {
+		if end := h1.HeadEnd(buf); end > 0 {
 			return c.startResponse(buf[:end])
 		}
 		if u.w-u.r >= upstreamBufferSize {
-			c.upstreamFailed("protocol", errHeadTooLarge)
+			c.fail(upstreamFailure(failProtocol, h1.ErrHeadTooLarge))
 			return true
 		}
 		switch u.fill() {
@@ -1085,17 +1071,17 @@ func (c *evClient) awaitHead() bool {
 		}
 		// The upstream closed or broke the connection.
 		if u.w == u.r && !u.gotAny {
-			if u.reused && c.idempotent {
+			if (attemptState{reused: u.reused, sentAll: true, idempotent: c.idempotent}).retrySafe() {
 				// It was closed while idle; the fasthttp path
 				// repeats the request on a fresh connection.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.upstreamFailed("reset", errNoResponse)
+			c.fail(upstreamFailure(failReset, errNoResponse))
 			return true
 		}
-		c.upstreamFailed("protocol", errBadResponse)
+		c.fail(upstreamFailure(failProtocol, h1.ErrBadResponse))
 		return true
 	}
 }
@@ -1104,35 +1090,30 @@ func (c *evClient) awaitHead() bool {
 // relaying the body.
 func (c *evClient) startResponse(block []byte) bool {
 	u := c.up
-	out, code, fr, err := filterResponseHead(c.resp[:0], block)
+	out, code, fr, err := h1.FilterResponseHead(c.resp[:0], block)
 	c.resp = out
 	if err != nil {
-		c.upstreamFailed("protocol", err)
+		c.fail(exchangeFailure(err))
 		return true
 	}
 	u.r += len(block)
-	if code < 200 {
-		if code == fasthttp.StatusSwitchingProtocols {
-			c.upstreamFailed("protocol", errBadResponse)
+	if skip, err := interimResponse(code); skip || err != nil {
+		if err != nil {
+			c.fail(exchangeFailure(err))
 		}
-		return true // 100, 102, 103: interim, read on
+		return true
 	}
 	c.status, c.fr = code, fr
-	noBody := c.isHead || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified
-	switch {
-	case noBody:
-		c.mode = bmNone
-	case fr.chunked:
-		c.mode = bmChunked
-		c.chunk = chunkDecoder{}
-	case fr.length >= 0:
-		c.mode, c.left = bmFixed, fr.length
-	default:
-		c.mode = bmUntilClose
+	c.mode = responseBodyMode(code, c.isHead, fr)
+	switch c.mode {
+	case bodyChunked:
+		c.chunk = h1.ChunkDecoder{}
+	case bodyFixed:
+		c.left = fr.Length
 	}
 	// The head ends with its empty line; add what the client needs.
 	c.resp = c.resp[:len(c.resp)-2]
-	if c.mode == bmChunked || c.mode == bmUntilClose {
+	if chunkedForClient(c.mode) {
 		c.resp = append(c.resp, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if c.closeAfter || c.l.stop {
@@ -1140,11 +1121,8 @@ func (c *evClient) startResponse(block []byte) bool {
 		c.resp = append(c.resp, "Connection: close\r\n"...)
 	}
 	c.resp = append(c.resp, '\r', '\n')
-	c.done = c.mode == bmNone || (c.mode == bmFixed && c.left == 0)
-	// A small body is read whole before the head goes out, as on the
-	// fasthttp path (maxBufferedBody): one write, and an upstream that
-	// breaks off still gets a clean 502.
-	c.collect = c.mode == bmFixed && c.left <= maxBufferedBody
+	c.done = c.mode == bodyNone || (c.mode == bodyFixed && c.left == 0)
+	c.collect = bufferWhole(c.mode, c.left)
 	c.headPending = true
 	c.quietSince = time.Time{}
 	c.state = stBody
@@ -1176,13 +1154,13 @@ func (c *evClient) relay() bool {
 				c.waitUpstream()
 				return false
 			default:
-				c.upstreamFailed("reset", errNoResponse)
+				c.fail(upstreamFailure(failReset, errNoResponse))
 			}
 			return true
 		}
 		c.headPending = false
 		c.out = append(c.outBuf[:0], c.resp)
-		if c.mode == bmFixed && u.r < u.w {
+		if c.mode == bodyFixed && u.r < u.w {
 			n := int(min(int64(u.w-u.r), c.left))
 			c.out = append(c.out, u.in[u.r:u.r+n])
 			u.r += n
@@ -1217,17 +1195,14 @@ func (c *evClient) relay() bool {
 		return false
 	}
 	// The upstream closed.
-	if c.mode == bmUntilClose && u.r == u.w {
+	if c.mode == bodyUntilClose && u.r == u.w {
 		c.out = append(c.out[:0], lastChunk)
 		c.done = true
-		c.fr.close = true
+		c.fr.Close = true
 		return true
 	}
 	// A body cut short: the client must not take it for whole.
-	c.l.f.metrics.upstreamError("reset")
-	c.l.p.log.Debug("upstream body cut short")
-	c.dropUpstream()
-	c.close()
+	c.broke(upstreamFailure(failReset, io.ErrUnexpectedEOF))
 	return false
 }
 
@@ -1264,34 +1239,31 @@ func (c *evClient) frame() {
 	buf := u.in[u.r:u.w]
 	c.out = c.out[:0]
 	switch c.mode {
-	case bmFixed:
+	case bodyFixed:
 		n := int(min(int64(len(buf)), c.left))
 		c.out = append(c.out, buf[:n])
 		u.r += n
 		c.left -= int64(n)
 		c.done = c.left == 0
-	case bmUntilClose:
+	case bodyUntilClose:
 		c.resp = appendChunkSize(c.resp[:0], len(buf))
 		c.out = append(c.out, c.resp, buf, crlf)
 		u.r = u.w
-	case bmChunked:
-		n, err := c.chunk.frame(buf)
+	case bodyChunked:
+		n, err := c.chunk.Frame(buf)
 		u.r += n
 		rest := buf[n:]
-		data := rest[:int(min(int64(len(rest)), c.chunk.dataLeft()))]
+		data := rest[:int(min(int64(len(rest)), c.chunk.DataLeft()))]
 		switch {
 		case err != nil:
-			c.l.f.metrics.upstreamError("protocol")
-			c.l.p.log.Debug("upstream chunked body", zap.Error(err))
-			c.dropUpstream()
-			c.close()
+			c.broke(exchangeFailure(err))
 			return
 		case len(data) > 0:
-			c.chunk.took(len(data))
+			c.chunk.Took(len(data))
 			u.r += len(data)
 			c.resp = appendChunkSize(c.resp[:0], len(data))
 			c.out = append(c.out, c.resp, data, crlf)
-		case c.chunk.finished():
+		case c.chunk.Finished():
 			c.out = append(c.out, lastChunk)
 			c.done = true
 		}
@@ -1332,7 +1304,8 @@ func (c *evClient) finish() {
 	if u := c.up; u != nil {
 		c.up = nil
 		u.owner = nil
-		if !c.fr.close && u.r == u.w && !u.eof && !u.hup && !u.readable && !l.stop && !l.f.pool.wanted() {
+		pending := u.r != u.w || u.eof || u.hup || u.readable
+		if reusable(c.fr, c.mode, c.done, pending) && !l.stop && !l.f.pool.wanted() {
 			u.reused = true
 			u.r, u.w = 0, 0
 			u.idleSince = l.now
@@ -1356,21 +1329,33 @@ func (c *evClient) answerError(status int, body []byte) {
 	c.status = status
 	c.resp = appendOwnAnswer(c.resp[:0], c.l.dateLine(), status, body, c.closeAfter || c.l.stop)
 	c.out = append(c.outBuf[:0], c.resp)
-	c.mode, c.done = bmNone, true
+	c.mode, c.done = bodyNone, true
 	c.headPending, c.collect = false, false
-	c.fr = respFraming{length: -1}
+	c.fr = h1.Framing{Length: -1}
 	c.state = stBody
 	c.deadline = time.Time{}
 	c.observe()
 }
 
-// upstreamFailed answers 502 for an upstream that broke the exchange before
-// its response started; the upstream connection is closed.
-func (c *evClient) upstreamFailed(kind string, err error) {
-	c.l.f.metrics.upstreamError(kind)
-	c.l.p.log.Debug("upstream response", zap.Error(err))
+// fail answers for an upstream failure before any of the response went
+// out (the answer, metric and log line of its kind); the upstream
+// connection is closed.
+func (c *evClient) fail(e *upstreamError) {
+	c.l.f.metrics.upstreamFailure(e.kind)
+	c.l.p.log.Debug("upstream failed", zap.Error(e))
 	c.dropUpstream()
-	c.answerError(fasthttp.StatusBadGateway, bodyBadGateway)
+	status, body := e.kind.answer()
+	c.answerError(status, body)
+}
+
+// broke ends a response already under way whose upstream failed: the
+// failure is counted and both connections closed, so the client cannot
+// take the body for whole.
+func (c *evClient) broke(e *upstreamError) {
+	c.l.f.metrics.upstreamFailure(e.kind)
+	c.l.p.log.Debug("upstream body", zap.Error(e))
+	c.dropUpstream()
+	c.close()
 }
 
 // timeout fires c's deadline.
@@ -1378,7 +1363,7 @@ func (c *evClient) timeout() {
 	l := c.l
 	switch c.state {
 	case stIdle:
-		if !c.headerStart.IsZero() && c.reqLen == 0 && headEnd(c.in[c.r:c.w]) == 0 {
+		if !c.headerStart.IsZero() && c.reqLen == 0 && h1.HeadEnd(c.in[c.r:c.w]) == 0 {
 			// A head that did not arrive in time: 408 and close,
 			// like the fasthttp path's parseError.
 			l.p.metrics.observeLoop(fasthttp.StatusRequestTimeout, 0)
@@ -1386,7 +1371,7 @@ func (c *evClient) timeout() {
 			c.resp = append(append(append(c.resp[:0], "HTTP/1.1 408 Request Timeout\r\n"...), l.dateLine()...),
 				"Content-Length: 0\r\nConnection: close\r\n\r\n"...)
 			c.out = append(c.outBuf[:0], c.resp)
-			c.mode, c.done, c.state = bmNone, true, stBody
+			c.mode, c.done, c.state = bodyNone, true, stBody
 			c.deadline = l.now.Add(time.Second)
 			c.advance()
 			return
@@ -1395,14 +1380,17 @@ func (c *evClient) timeout() {
 	case stSend, stWait, stBody:
 		if c.state == stBody && !c.headPending {
 			// An upstream silent mid-body, or a client that stopped
-			// reading: the response is under way, so cut it.
+			// reading: the response is under way, so cut it. Only
+			// the first is the upstream's failure.
+			if len(c.out) == 0 {
+				c.broke(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
+				return
+			}
 			c.dropUpstream()
 			c.close()
 			return
 		}
-		l.f.metrics.upstreamError("timeout")
-		c.dropUpstream()
-		c.answerError(fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
+		c.fail(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
 		c.advance()
 	}
 }
@@ -1590,13 +1578,13 @@ func (u *evUpstream) send() bool {
 			continue
 		}
 		if err != nil && err != unix.EINTR {
-			if u.sent == 0 && u.reused {
+			if (attemptState{reused: u.reused, sentNone: u.sent == 0, wholeInHand: true}).retrySafe() {
 				// Closed while idle: the fasthttp path retries.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.upstreamFailed("reset", err)
+			c.fail(upstreamFailure(failReset, err))
 			return true
 		}
 		u.sent += n

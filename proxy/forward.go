@@ -14,6 +14,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // forwarder sends requests to the upstream over its own keep-alive pool
@@ -60,11 +62,6 @@ func newForwarder(opts *Options, log *zap.Logger, m *metrics) (*forwarder, error
 }
 
 func (f *forwarder) close() { f.pool.close() }
-
-var (
-	bodyBadGateway     = []byte(`{"success":false,"error":"Bad gateway"}`)
-	bodyGatewayTimeout = []byte(`{"success":false,"error":"Gateway timeout"}`)
-)
 
 // writeError answers with one of sessiongate's own JSON error bodies,
 // replacing whatever response was started (an upstream header read halfway,
@@ -135,11 +132,6 @@ type respHeadScratch struct {
 	br    *bufio.Reader
 }
 
-// maxBufferedBody is the largest response body with a Content-Length that
-// is read whole before the response goes out, so head and body leave in one
-// write; larger ones, and every chunked or close-delimited body, stream.
-const maxBufferedBody = 64 << 10
-
 // livenessInterval is how often a request waiting for upstream headers
 // checks whether its client has gone, so a client abandoning a long-poll
 // frees its upstream connection within about this long.
@@ -181,12 +173,12 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	// a small body leaves in the same write as the head.
 	var body []byte
 	var stream io.Reader
-	bodyDone := !rh.hasBody()
+	bodyDone := !rh.HasBody()
 	var cb *[]byte
-	if rh.hasBody() {
+	if rh.HasBody() {
 		bs := bodyScratchPool.Get().(*bodyScratch)
 		defer bodyScratchPool.Put(bs)
-		bs.body = clientBody{r: ctx.RequestBodyStream(), left: rh.contentLength}
+		bs.body = clientBody{r: ctx.RequestBodyStream(), left: rh.ContentLength}
 		defer func() { bs.body = clientBody{} }()
 		stream, cb = &bs.body, &bs.buf
 		n, err := f.readClient(ctx, stream, *cb)
@@ -204,9 +196,9 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	// Only a request that is safe to repeat goes upstream a second time
 	// (docs/forwarding.md): no body and an idempotent method (RFC 9110 §9.2.2), or
 	// nothing of it sent at all.
-	idempotent := !rh.hasBody() && idempotentMethod(ctx.Method())
+	idempotent := idempotentRequest(ctx.Method(), rh.HasBody())
 	now := start
-	if rh.hasBody() {
+	if rh.HasBody() {
 		now = time.Now() // reading the first body piece may have waited
 	}
 	deadline := now.Add(f.responseHeaderTimeout)
@@ -216,7 +208,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 		}
 		uc, now, err := f.pool.get(now, deadline, try > 0)
 		if err != nil {
-			f.upstreamFailed(ctx, err, "connect")
+			f.fail(ctx, connectFailure(err))
 			return
 		}
 		r := f.roundTrip(ctx, uc, head, rh, body, bodyDone, stream, cb, idempotent, now, deadline)
@@ -225,8 +217,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 			continue
 		}
 		if r == attemptRetry {
-			f.metrics.upstreamError("reset")
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			f.fail(ctx, upstreamFailure(failReset, errNoResponse))
 		}
 		return
 	}
@@ -279,17 +270,17 @@ func (f *forwarder) readClient(ctx *fasthttp.RequestCtx, r io.Reader, p []byte) 
 // roundTrip sends the request on uc and reads the response head into ctx,
 // leaving the body in ctx (small) or streaming (large). It owns uc: it gives
 // it back to the pool or closes it, now or when the streamed body ends.
-func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh requestHead,
+func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh h1.RequestHead,
 	body []byte, bodyDone bool, stream io.Reader, cb *[]byte, idempotent bool, now, deadline time.Time) attempt {
 	uc.armDeadline(now, earliest(deadline, now.Add(livenessInterval)))
 
 	// The head and what we have of the body, in one write.
 	var pre, post []byte
-	if rh.chunked && len(body) > 0 {
+	if rh.Chunked && len(body) > 0 {
 		pre = appendChunkSize(uc.hex[:0], len(body))
 		post = crlf
 	}
-	if rh.chunked && bodyDone {
+	if rh.Chunked && bodyDone {
 		post = lastChunkAfterData
 		if len(body) == 0 {
 			post = lastChunk
@@ -297,16 +288,13 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 	}
 	n, err := uc.writevHead(head, pre, body, post)
 	if err != nil {
-		if n == 0 && uc.reused && bodyDone {
+		f.pool.put(uc, false)
+		if (attemptState{reused: uc.reused, sentNone: n == 0, wholeInHand: bodyDone}).retrySafe() {
 			// Nothing left: the upstream closed this idle connection.
-			f.pool.put(uc, false)
 			return attemptRetry
 		}
-		f.pool.put(uc, false)
-		f.metrics.upstreamError("reset")
-		f.log.Debug("upstream write", zap.Error(err))
 		f.abortClientBody(ctx, bodyDone)
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		f.fail(ctx, upstreamFailure(failReset, err))
 		return attemptDone
 	}
 
@@ -317,10 +305,8 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 				f.log.Debug("request body", zap.Error(err))
 				refuse(ctx, fasthttp.StatusBadRequest)
 			} else {
-				f.metrics.upstreamError("reset")
-				f.log.Debug("upstream write", zap.Error(err))
 				ctx.SetConnectionClose()
-				writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+				f.fail(ctx, upstreamFailure(failReset, err))
 			}
 			return attemptDone
 		}
@@ -337,19 +323,10 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 		case errors.Is(err, errClientGone):
 			f.log.Debug("client gone while waiting for upstream")
 			dropClient(ctx)
-		case isTimeout(err):
-			f.metrics.upstreamError("timeout")
-			writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-		case errors.Is(err, errNoResponse) && uc.reused && idempotent:
+		case errors.Is(err, errNoResponse) && (attemptState{reused: uc.reused, sentAll: true, idempotent: idempotent}).retrySafe():
 			return attemptRetry
-		case errors.Is(err, errNoResponse):
-			f.metrics.upstreamError("reset")
-			f.log.Debug("upstream closed before answering", zap.Error(err))
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
 		default:
-			f.metrics.upstreamError("protocol")
-			f.log.Debug("upstream response", zap.Error(err))
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			f.fail(ctx, exchangeFailure(err))
 		}
 		return attemptDone
 	}
@@ -369,14 +346,14 @@ var errClientBody = errors.New("proxy: reading request body")
 // sendRestOfBody copies the request body after its first piece to the
 // upstream, re-chunked when the client chunked it. Each wait on either side
 // has its own deadline, so a large upload is never cut for taking long.
-func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, rh requestHead, stream io.Reader, buf []byte) error {
+func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, rh h1.RequestHead, stream io.Reader, buf []byte) error {
 	for {
 		n, rerr := f.readClient(ctx, stream, buf)
 		if rerr != nil && rerr != io.EOF {
 			return errors.Join(errClientBody, rerr)
 		}
 		var pre, post []byte
-		if rh.chunked {
+		if rh.Chunked {
 			if n > 0 {
 				pre = appendChunkSize(uc.hex[:0], n)
 				post = crlf
@@ -409,10 +386,8 @@ func (f *forwarder) abortClientBody(ctx *fasthttp.RequestCtx, bodyDone bool) {
 }
 
 var (
-	errNoResponse   = errors.New("proxy: upstream closed the connection before answering")
-	errClientGone   = errors.New("proxy: client closed the connection")
-	errHeadTooLarge = errors.New("proxy: upstream response head too large")
-	errBadResponse  = errors.New("proxy: malformed upstream response")
+	errNoResponse = errors.New("proxy: upstream closed the connection before answering")
+	errClientGone = errors.New("proxy: client closed the connection")
 )
 
 // readResponseHead waits for the upstream's response head on uc (skipping
@@ -428,28 +403,26 @@ func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn,
 		}
 		block, _ := uc.br.Peek(end)
 		s := respHeadPool.Get().(*respHeadScratch)
-		out, code, fr, err := filterResponseHead(s.block[:0], block)
+		out, code, fr, err := h1.FilterResponseHead(s.block[:0], block)
 		s.block = out
 		if err != nil {
 			respHeadPool.Put(s)
 			return 0, err
 		}
 		uc.br.Discard(end)
-		if code < 200 {
+		if skip, err := interimResponse(code); skip || err != nil {
 			respHeadPool.Put(s)
-			if code == fasthttp.StatusSwitchingProtocols {
-				// Only a WebSocket handshake (websocket.go) may switch,
-				// and this request asked for nothing of the kind.
-				return 0, errBadResponse
+			if err != nil {
+				return 0, err
 			}
-			continue // 100 Continue, 102, 103: interim (RFC 9110 §15.2)
+			continue
 		}
 		s.r.Reset(s.block)
 		s.br.Reset(&s.r)
 		err = ctx.Response.Header.Read(s.br)
 		respHeadPool.Put(s)
 		if err != nil {
-			return 0, errors.Join(errBadResponse, err)
+			return 0, errors.Join(h1.ErrBadResponse, err)
 		}
 		// The upstream's Connection: close, or a body delimited by
 		// close, concern the upstream connection only.
@@ -465,11 +438,11 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 	gotAny := uc.br.Buffered() > 0
 	for {
 		buf, _ := uc.br.Peek(uc.br.Buffered())
-		if end := headEnd(buf); end > 0 {
+		if end := h1.HeadEnd(buf); end > 0 {
 			return end, nil
 		}
 		if uc.br.Buffered() >= upstreamBufferSize {
-			return 0, errHeadTooLarge
+			return 0, h1.ErrHeadTooLarge
 		}
 		_, err := uc.br.Peek(uc.br.Buffered() + 1)
 		if err == nil {
@@ -480,7 +453,7 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 			if !gotAny && uc.br.Buffered() == 0 {
 				return 0, errors.Join(errNoResponse, err)
 			}
-			return 0, errors.Join(errBadResponse, err)
+			return 0, errors.Join(h1.ErrBadResponse, err)
 		}
 		now := time.Now()
 		if !now.Before(deadline) {
@@ -493,62 +466,32 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 	}
 }
 
-// headEnd returns the length of the head at the start of b (up to and
-// including its empty line), or 0 if b does not hold a whole head yet.
-func headEnd(b []byte) int {
-	for off := 0; ; {
-		i := bytes.IndexByte(b[off:], '\n')
-		if i < 0 {
-			return 0
-		}
-		line := b[off : off+i]
-		off += i + 1
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			return off
-		}
-	}
-}
-
 // relayBody sets ctx's response body from the upstream, after its head:
 // none, read whole (a small Content-Length), or streamed.
 func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status int) {
 	fr := uc.framing
-	noBody := ctx.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
+	mode := responseBodyMode(status, ctx.IsHead(), fr)
 	switch {
-	case noBody:
-		// RFC 9112 §6.3: whatever the head says, there is no body.
-		f.pool.put(uc, !fr.close)
-	case fr.length >= 0 && fr.length <= maxBufferedBody:
-		if err := readWhole(ctx, uc, fr.length, f.responseHeaderTimeout); err != nil {
+	case mode == bodyNone:
+		f.pool.put(uc, reusable(fr, mode, true, uc.br.Buffered() > 0))
+	case bufferWhole(mode, fr.Length):
+		if err := readWhole(ctx, uc, fr.Length, f.responseHeaderTimeout); err != nil {
 			f.pool.put(uc, false)
-			if isTimeout(err) {
-				f.metrics.upstreamError("timeout")
-				writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-				return
-			}
-			f.metrics.upstreamError("reset")
-			f.log.Debug("upstream body", zap.Error(err))
-			writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+			f.fail(ctx, exchangeFailure(err))
 			return
 		}
-		f.pool.put(uc, !fr.close)
-	case fr.length >= 0:
-		b := acquireBody(f, ctx, uc, bodyFixed, fr.length)
+		f.pool.put(uc, reusable(fr, mode, true, uc.br.Buffered() > 0))
+	case mode == bodyFixed:
+		b := acquireBody(f, ctx, uc, mode, fr.Length)
 		// The head goes out at once; each body piece is then written
 		// to the client as it arrives (the ReadFrom path of fasthttp's
 		// fixed-size writer writes every read straight to the socket).
 		ctx.Response.ImmediateHeaderFlush = true
-		ctx.Response.SetBodyStream(b, int(fr.length))
-	default:
-		kind := bodyChunked
-		if !fr.chunked {
-			kind = bodyUntilClose
-		}
-		if !ctx.Request.Header.IsHTTP11() {
-			f.relayToHTTP10(ctx, acquireBody(f, ctx, uc, kind, 0))
-			return
-		}
-		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, kind, 0)}, -1)
+		ctx.Response.SetBodyStream(b, int(fr.Length))
+	case !ctx.Request.Header.IsHTTP11():
+		f.relayToHTTP10(ctx, acquireBody(f, ctx, uc, mode, 0))
+	default: // chunkedForClient
+		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, mode, 0)}, -1)
 	}
 }
 
@@ -615,25 +558,14 @@ func readWhole(ctx *fasthttp.RequestCtx, uc *upstreamConn, n int64, timeout time
 	return nil
 }
 
-// upstreamFailed answers for a request that got no upstream connection.
-func (f *forwarder) upstreamFailed(ctx *fasthttp.RequestCtx, err error, kind string) {
-	f.log.Debug("upstream unavailable", zap.Error(err))
-	if isTimeout(err) || errors.Is(err, errPoolTimeout) {
-		f.metrics.upstreamError("timeout")
-		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-		return
-	}
-	f.metrics.upstreamError(kind)
-	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
-}
-
-// idempotentMethod reports RFC 9110 §9.2.2's idempotent methods.
-func idempotentMethod(m []byte) bool {
-	switch string(m) {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
+// fail answers ctx for an upstream failure before any of the response
+// went out: the answer, the metric and the log line the failure's kind
+// calls for.
+func (f *forwarder) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
+	f.metrics.upstreamFailure(e.kind)
+	f.log.Debug("upstream failed", zap.Error(e))
+	status, body := e.kind.answer()
+	writeError(ctx, status, body)
 }
 
 func isTimeout(err error) bool {

@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 )
 
@@ -67,4 +71,30 @@ func withoutEventLoop(o *Options) { o.EventLoop = false }
 // withResponseHeaderTimeout sets Upstream.ResponseHeaderTimeout.
 func withResponseHeaderTimeout(d time.Duration) func(*Options) {
 	return func(o *Options) { o.Upstream.ResponseHeaderTimeout = d }
+}
+
+// fwdParseRequest parses raw like the server does (header names as sent,
+// body streamed) into a RequestCtx from peer.
+func fwdParseRequest(tb testing.TB, raw, peer string) *fasthttp.RequestCtx {
+	tb.Helper()
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.Header.DisableNormalizing()
+	if err := ctx.Request.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		tb.Fatalf("parse %q: %v", raw, err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", peer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx.SetRemoteAddr(addr)
+	return ctx
+}
+
+// fwdTestProxy is a Proxy with just what appendRequestHead needs.
+func fwdTestProxy(trusted ...string) *Proxy {
+	p := &Proxy{fwd: &forwarder{hostHeader: []byte("upstream:3000")}}
+	for _, s := range trusted {
+		p.trusted = append(p.trusted, netip.MustParsePrefix(s))
+	}
+	return p
 }

@@ -113,7 +113,8 @@ func (cm *classMetrics) counter(status int) prometheus.Counter {
 	return c
 }
 
-func (m *metrics) upstreamError(kind string) {
-	m.upstreamErrors.WithLabelValues(kind).Inc()
-	m.upstreamLog.event(kind)
+// upstreamFailure counts an upstream failure under its kind's label.
+func (m *metrics) upstreamFailure(kind failureKind) {
+	m.upstreamErrors.WithLabelValues(kind.String()).Inc()
+	m.upstreamLog.event(kind.String())
 }

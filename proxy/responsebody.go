@@ -8,15 +8,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-)
+	"go.uber.org/zap"
 
-// bodyKind is how a streamed response body is delimited upstream.
-type bodyKind uint8
-
-const (
-	bodyFixed      bodyKind = iota // Content-Length
-	bodyChunked                    // Transfer-Encoding: chunked, decoded here
-	bodyUntilClose                 // neither: the body ends when the upstream closes
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // responseBody streams an upstream response body to fasthttp, which writes
@@ -39,10 +33,10 @@ type responseBody struct {
 	// silent (ctx.Conn(), kept when ctx is not).
 	client net.Conn
 	uc     *upstreamConn
-	kind   bodyKind
+	kind   bodyMode
 	// left is the bytes left of a fixed body; chunk walks a chunked one.
 	left  int64
-	chunk chunkDecoder
+	chunk h1.ChunkDecoder
 	// done: the body was read to its end (for chunked, trailers too).
 	done bool
 	err  error
@@ -50,7 +44,7 @@ type responseBody struct {
 
 var bodyPool = sync.Pool{New: func() any { return new(responseBody) }}
 
-func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyKind, length int64) *responseBody {
+func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyMode, length int64) *responseBody {
 	b := bodyPool.Get().(*responseBody)
 	*b = responseBody{f: f, ctx: ctx, uc: uc, kind: kind, left: length}
 	if ctx != nil {
@@ -108,18 +102,18 @@ func (b *responseBody) read(p []byte) (int, error) {
 	// Chunked (RFC 9112 §7.1): the decoder walks the framing in what is
 	// buffered; chunk data is read straight into p.
 	for {
-		if left := b.chunk.dataLeft(); left > 0 {
+		if left := b.chunk.DataLeft(); left > 0 {
 			if int64(len(p)) > left {
 				p = p[:left]
 			}
 			n, err := b.fill(p)
-			b.chunk.took(n)
+			b.chunk.Took(n)
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return n, err
 		}
-		if b.chunk.finished() {
+		if b.chunk.Finished() {
 			b.done = true
 			return 0, io.EOF
 		}
@@ -127,7 +121,7 @@ func (b *responseBody) read(p []byte) (int, error) {
 			return 0, unexpected(err)
 		}
 		buf, _ := br.Peek(br.Buffered())
-		n, err := b.chunk.frame(buf)
+		n, err := b.chunk.Frame(buf)
 		br.Discard(n)
 		if err != nil {
 			return 0, err
@@ -175,15 +169,17 @@ func (b *responseBody) Close() error {
 	if b.uc == nil {
 		return nil
 	}
-	reusable := b.done && b.kind != bodyUntilClose && !b.uc.framing.close
 	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) && !errors.Is(b.err, errClientGone) {
-		b.f.metrics.upstreamError("reset")
-		b.f.log.Debug("upstream body")
+		// The response is under way: the failure is counted, and the
+		// client sees the body cut short.
+		e := exchangeFailure(b.err)
+		b.f.metrics.upstreamFailure(e.kind)
+		b.f.log.Debug("upstream body", zap.Error(e))
 	}
 	if errors.Is(b.err, errClientGone) {
 		b.f.log.Debug("client gone while the response streamed")
 	}
-	b.f.pool.put(b.uc, reusable)
+	b.f.pool.put(b.uc, reusable(b.uc.framing, b.kind, b.done, b.uc.br.Buffered() > 0))
 	*b = responseBody{}
 	bodyPool.Put(b)
 	return nil

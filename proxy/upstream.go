@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // Why sessiongate has its own upstream client instead of fasthttp.HostClient
@@ -24,7 +26,7 @@ import (
 // upstreamBufferSize is the read buffer of an upstream connection: it bounds
 // the response header block (like Node's own 16 KiB default) and is the
 // largest response body that arrives without a second read.
-const upstreamBufferSize = 16 << 10
+const upstreamBufferSize = h1.MaxResponseHeadBytes
 
 var (
 	errPoolTimeout = errors.New("proxy: no upstream connection free in time")
@@ -45,7 +47,7 @@ type upstreamConn struct {
 	// probe checks the idle connection before each reuse.
 	probe idleProbe
 	// framing is how the body of the response being read is delimited.
-	framing respFraming
+	framing h1.Framing
 	// rdl and wdl are the read and write deadlines last set on conn; every
 	// deadline change goes through the methods below so they stay true.
 	rdl, wdl time.Time
@@ -254,15 +256,12 @@ func (p *upstreamPool) wakeLocked() {
 	}
 }
 
-// put takes c back: idle for reuse when reusable (its last response was
-// read to the end and did not ask to close) and nothing beyond that
-// response is buffered, else closed. Bytes past a response's framing (past
-// its Content-Length or last chunk, or any body after a 204, a 304 or an
-// answer to HEAD) are no answer to anything: on a reused connection they
-// would answer the next request, another client's.
+// put takes c back: idle for reuse when reusable (the exchange rule of
+// that name, which the caller applied: among others, nothing is buffered
+// past the response), else closed. An idle connection is probed again
+// before its next use (get).
 func (p *upstreamPool) put(c *upstreamConn, reusable bool) {
 	c.reused = true
-	reusable = reusable && c.br.Buffered() == 0
 	p.mu.Lock()
 	if reusable && !p.closed {
 		c.idleSince = time.Now()

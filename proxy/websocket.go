@@ -16,6 +16,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // WebSocket tunnels (docs/forwarding.md). A request carrying `Upgrade: websocket` on any
@@ -151,8 +153,8 @@ func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
 	if len(raw) == 0 {
 		// Not parsed from the wire (an in-process request): fall back to
 		// the exact-case names clients send.
-		return equalFoldASCII(trimFieldValue(h.Peek("Upgrade")), "websocket") &&
-			headerHasToken(h.Peek("Connection"), "upgrade")
+		return h1.EqualFoldASCII(h1.TrimFieldValue(h.Peek("Upgrade")), "websocket") &&
+			h1.HasToken(h.Peek("Connection"), "upgrade")
 	}
 	// With DisableHeaderNamesNormalizing, Peek matches names exactly, and a
 	// client may send "upgrade:"; the raw header block has every name as
@@ -161,13 +163,13 @@ func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
 	// matter, and the rest are skipped after one look.
 	for len(raw) > 0 {
 		var line []byte
-		line, raw = nextHeadLine(raw)
+		line, raw = h1.NextLine(raw)
 		switch {
-		case len(line) > 7 && line[7] == ':' && equalFoldASCII(line[:7], "upgrade"):
+		case len(line) > 7 && line[7] == ':' && h1.EqualFoldASCII(line[:7], "upgrade"):
 			upgrades++
-			websocket = equalFoldASCII(trimFieldValue(line[8:]), "websocket")
-		case len(line) > 10 && line[10] == ':' && equalFoldASCII(line[:10], "connection"):
-			connection = connection || headerHasToken(line[11:], "upgrade")
+			websocket = h1.EqualFoldASCII(h1.TrimFieldValue(line[8:]), "websocket")
+		case len(line) > 10 && line[10] == ':' && h1.EqualFoldASCII(line[:10], "connection"):
+			connection = connection || h1.HasToken(line[11:], "upgrade")
 		}
 	}
 	return upgrades == 1 && websocket && connection
@@ -193,9 +195,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 
 	up, err := t.dial()
 	if err != nil {
-		t.metrics.upstreamError("connect")
-		t.log.Debug("upstream dial failed", zap.String("upstream", t.dialer.addr), zap.Error(err))
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		t.fail(ctx, upstreamFailure(failConnect, err))
 		return
 	}
 	if t.headerWait > 0 {
@@ -218,9 +218,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 	if err := checkSwitchHead(head); err != nil {
 		releaseHeadReader(br)
 		up.Close()
-		t.metrics.upstreamError("protocol")
-		t.log.Debug("upstream switched to something else", zap.Error(err))
-		writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+		t.fail(ctx, upstreamFailure(failProtocol, err))
 		return
 	}
 
@@ -272,30 +270,30 @@ func writeAndReadHead(up net.Conn, br *bufio.Reader, req []byte) ([]byte, error)
 
 // errNotWebSocket is a 101 answer to a WebSocket handshake that does not
 // switch to websocket.
-var errNotWebSocket = fmt.Errorf("%w: 101 does not switch to websocket", errBadResponse)
+var errNotWebSocket = fmt.Errorf("%w: 101 does not switch to websocket", h1.ErrBadResponse)
 
 // checkSwitchHead checks a 101 answer to a WebSocket handshake before it is
 // relayed as it came: the head must pass the check every upstream head
-// passes (filterResponseHead) and
+// passes (h1.FilterResponseHead) and
 // hold one Upgrade field whose value is "websocket" (RFC 6455 §4.2.2) —
 // a 101 to h2c or to nothing is not a WebSocket, and a tunnel would join
 // the client to whatever it is (docs/forwarding.md: 502).
 func checkSwitchHead(head []byte) error {
 	bp := headBuffers.Get().(*[]byte)
-	out, _, _, err := filterResponseHead((*bp)[:0], head)
+	out, _, _, err := h1.FilterResponseHead((*bp)[:0], head)
 	*bp = out[:0]
 	headBuffers.Put(bp)
 	if err != nil {
 		return err
 	}
 	upgrades, websocket := 0, false
-	_, rest := nextHeadLine(head)
+	_, rest := h1.NextLine(head)
 	for len(rest) > 0 {
 		var line []byte
-		line, rest = nextHeadLine(rest)
-		if c := bytes.IndexByte(line, ':'); c > 0 && classifyField(line[:c]) == fieldUpgrade {
+		line, rest = h1.NextLine(rest)
+		if c := bytes.IndexByte(line, ':'); c > 0 && h1.ClassifyField(line[:c]) == h1.FieldUpgrade {
 			upgrades++
-			websocket = equalFoldASCII(trimFieldValue(line[c+1:]), "websocket")
+			websocket = h1.EqualFoldASCII(h1.TrimFieldValue(line[c+1:]), "websocket")
 		}
 	}
 	if upgrades != 1 || !websocket {
@@ -307,16 +305,20 @@ func checkSwitchHead(head []byte) error {
 // upstreamFailed answers the client after a failed handshake: 504 when the
 // upstream did not answer in time, else 502.
 func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.metrics.upstreamError("timeout")
-		t.log.Debug("upstream handshake timed out", zap.String("upstream", t.dialer.addr), zap.Duration("timeout", t.headerWait))
-		writeError(ctx, fasthttp.StatusGatewayTimeout, bodyGatewayTimeout)
-		return
+	kind := failReset
+	if isTimeout(err) {
+		kind = failTimeout
 	}
-	t.metrics.upstreamError("reset")
-	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(err))
-	writeError(ctx, fasthttp.StatusBadGateway, bodyBadGateway)
+	t.fail(ctx, upstreamFailure(kind, err))
+}
+
+// fail answers a handshake whose upstream failed, as the forwarder does
+// (forwarder.fail).
+func (t *tunnels) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
+	t.metrics.upstreamFailure(e.kind)
+	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(e))
+	status, body := e.kind.answer()
+	writeError(ctx, status, body)
 }
 
 // relayRefusal relays an upstream answer other than 101 (400, 403, 426...)
@@ -331,7 +333,7 @@ func (t *tunnels) relayRefusal(ctx *fasthttp.RequestCtx, br *bufio.Reader) {
 	}
 	// RFC 9110 §15.5.22: a 426 names the protocols to upgrade to in its
 	// Upgrade header; it is the client's cue, so it stays.
-	if err := removeHopByHopResponse(&resp.Header, resp.StatusCode() == fasthttp.StatusUpgradeRequired); err != nil {
+	if err := h1.RemoveHopByHopResponse(&resp.Header, resp.StatusCode() == fasthttp.StatusUpgradeRequired); err != nil {
 		resp.Reset()
 		t.upstreamFailed(ctx, err)
 		return
@@ -581,25 +583,8 @@ func peekResponseHead(br *bufio.Reader) ([]byte, error) {
 
 // parseStatusLine returns the status code of an HTTP/1.x response head,
 // read from its first line with the parser every upstream head goes
-// through (parseResponseStatusLine).
+// through (h1.ParseStatusLine).
 func parseStatusLine(head []byte) (int, bool) {
-	line, _ := nextHeadLine(head)
-	return parseResponseStatusLine(line)
-}
-
-// headerHasToken reports whether the comma-separated list v holds token,
-// case-insensitively (RFC 9110 §5.6.1, §7.6.1, §7.8).
-func headerHasToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		if equalFoldASCII(trimFieldValue(item), token) {
-			return true
-		}
-	}
-	return false
+	line, _ := h1.NextLine(head)
+	return h1.ParseStatusLine(line)
 }

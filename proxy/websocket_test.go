@@ -22,6 +22,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
 // parseRequestHeader parses raw as the client-facing server does: header
@@ -162,15 +164,15 @@ func FuzzAppendHandshakeHead(f *testing.F) {
 		if _, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out))); err != nil {
 			t.Fatalf("handshake %q does not parse: %v", out, err)
 		}
-		_, headers := nextHeadLine(out)
+		_, headers := h1.NextLine(out)
 		for rest := headers; len(rest) > 0; {
 			var line []byte
-			line, rest = nextHeadLine(rest)
+			line, rest = h1.NextLine(rest)
 			i := bytes.IndexByte(line, ':')
 			if i <= 0 {
 				continue
 			}
-			if k := classifyField(line[:i]); k != fieldConnection && k != fieldUpgrade && k.hopByHop() {
+			if k := h1.ClassifyField(line[:i]); k != h1.FieldConnection && k != h1.FieldUpgrade && k.HopByHop() {
 				t.Fatalf("handshake %q keeps hop-by-hop %q", out, line[:i])
 			}
 		}

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bytes"
@@ -7,108 +7,108 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// fieldKind classifies a header field name for forwarding. Names are
+// FieldKind classifies a header field name for forwarding. Names are
 // compared ASCII case-insensitively (RFC 9110 §5.1) on the raw bytes, so no
 // name is ever normalized or copied to be classified.
-type fieldKind uint8
+type FieldKind uint8
 
 const (
-	fieldOther fieldKind = iota
+	FieldOther FieldKind = iota
 	// Hop-by-hop fields (RFC 9110 §7.6.1, docs/forwarding.md): never forwarded as
 	// received, in either direction.
-	fieldConnection
-	fieldKeepAlive
-	fieldProxyConnection
-	fieldProxyAuthenticate
-	fieldProxyAuthorization
-	fieldTE
-	fieldTrailer
-	fieldTransferEncoding
-	fieldUpgrade
+	FieldConnection
+	FieldKeepAlive
+	FieldProxyConnection
+	FieldProxyAuthenticate
+	FieldProxyAuthorization
+	FieldTE
+	FieldTrailer
+	FieldTransferEncoding
+	FieldUpgrade
 	// End-to-end fields the forwarder reads or rewrites.
-	fieldContentLength
-	fieldHost
-	fieldExpect
-	fieldXRealIP
-	fieldXForwardedFor
-	fieldXForwardedProto
-	fieldXForwardedHost
+	FieldContentLength
+	FieldHost
+	FieldExpect
+	FieldXRealIP
+	FieldXForwardedFor
+	FieldXForwardedProto
+	FieldXForwardedHost
 )
 
-// hopByHop reports whether k is dropped at every hop.
-func (k fieldKind) hopByHop() bool { return k >= fieldConnection && k <= fieldUpgrade }
+// HopByHop reports whether k is dropped at every hop.
+func (k FieldKind) HopByHop() bool { return k >= FieldConnection && k <= FieldUpgrade }
 
-// classifyField returns the kind of the header field called name. It
+// ClassifyField returns the kind of the header field called name. It
 // switches on the length first so most names cost one comparison or none.
-func classifyField(name []byte) fieldKind {
+func ClassifyField(name []byte) FieldKind {
 	switch len(name) {
 	case 2:
-		if equalFoldASCII(name, "TE") {
-			return fieldTE
+		if EqualFoldASCII(name, "TE") {
+			return FieldTE
 		}
 	case 4:
-		if equalFoldASCII(name, "Host") {
-			return fieldHost
+		if EqualFoldASCII(name, "Host") {
+			return FieldHost
 		}
 	case 6:
-		if equalFoldASCII(name, "Expect") {
-			return fieldExpect
+		if EqualFoldASCII(name, "Expect") {
+			return FieldExpect
 		}
 	case 7:
 		switch {
-		case equalFoldASCII(name, "Upgrade"):
-			return fieldUpgrade
-		case equalFoldASCII(name, "Trailer"):
-			return fieldTrailer
+		case EqualFoldASCII(name, "Upgrade"):
+			return FieldUpgrade
+		case EqualFoldASCII(name, "Trailer"):
+			return FieldTrailer
 		}
 	case 9:
-		if equalFoldASCII(name, "X-Real-IP") {
-			return fieldXRealIP
+		if EqualFoldASCII(name, "X-Real-IP") {
+			return FieldXRealIP
 		}
 	case 10:
 		switch {
-		case equalFoldASCII(name, "Connection"):
-			return fieldConnection
-		case equalFoldASCII(name, "Keep-Alive"):
-			return fieldKeepAlive
+		case EqualFoldASCII(name, "Connection"):
+			return FieldConnection
+		case EqualFoldASCII(name, "Keep-Alive"):
+			return FieldKeepAlive
 		}
 	case 14:
-		if equalFoldASCII(name, "Content-Length") {
-			return fieldContentLength
+		if EqualFoldASCII(name, "Content-Length") {
+			return FieldContentLength
 		}
 	case 15:
-		if equalFoldASCII(name, "X-Forwarded-For") {
-			return fieldXForwardedFor
+		if EqualFoldASCII(name, "X-Forwarded-For") {
+			return FieldXForwardedFor
 		}
 	case 16:
 		switch {
-		case equalFoldASCII(name, "Proxy-Connection"):
-			return fieldProxyConnection
-		case equalFoldASCII(name, "X-Forwarded-Host"):
-			return fieldXForwardedHost
+		case EqualFoldASCII(name, "Proxy-Connection"):
+			return FieldProxyConnection
+		case EqualFoldASCII(name, "X-Forwarded-Host"):
+			return FieldXForwardedHost
 		}
 	case 17:
 		switch {
-		case equalFoldASCII(name, "Transfer-Encoding"):
-			return fieldTransferEncoding
-		case equalFoldASCII(name, "X-Forwarded-Proto"):
-			return fieldXForwardedProto
+		case EqualFoldASCII(name, "Transfer-Encoding"):
+			return FieldTransferEncoding
+		case EqualFoldASCII(name, "X-Forwarded-Proto"):
+			return FieldXForwardedProto
 		}
 	case 18:
-		if equalFoldASCII(name, "Proxy-Authenticate") {
-			return fieldProxyAuthenticate
+		if EqualFoldASCII(name, "Proxy-Authenticate") {
+			return FieldProxyAuthenticate
 		}
 	case 19:
-		if equalFoldASCII(name, "Proxy-Authorization") {
-			return fieldProxyAuthorization
+		if EqualFoldASCII(name, "Proxy-Authorization") {
+			return FieldProxyAuthorization
 		}
 	}
-	return fieldOther
+	return FieldOther
 }
 
-// equalFoldASCII reports whether b equals s ignoring ASCII case. s must be
+// EqualFoldASCII reports whether b equals s ignoring ASCII case. s must be
 // ASCII; header names are tokens (RFC 9110 §5.1), so nothing else matters.
-func equalFoldASCII(b []byte, s string) bool {
+func EqualFoldASCII(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -130,8 +130,8 @@ func equalFoldASCII(b []byte, s string) bool {
 	return true
 }
 
-// trimFieldValue trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3).
-func trimFieldValue(b []byte) []byte {
+// TrimFieldValue trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3).
+func TrimFieldValue(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -141,14 +141,14 @@ func trimFieldValue(b []byte) []byte {
 	return b
 }
 
-// connTokens holds the field names listed in Connection headers (RFC 9110
+// ConnTokens holds the field names listed in Connection headers (RFC 9110
 // §7.6.1): those fields are hop-by-hop too. The slices point into the
 // request or response being forwarded and live as long as it does. Eight
 // inline slots cover every real client and are scanned; more (up to
-// maxConnTokens) spill to the heap and are looked up through a hash index
+// MaxConnTokens) spill to the heap and are looked up through a hash index
 // built on first use, so a head full of fields costs time linear in its
 // size, not in fields times tokens.
-type connTokens struct {
+type ConnTokens struct {
 	inline [8][]byte
 	n      int
 	more   [][]byte
@@ -159,20 +159,20 @@ type connTokens struct {
 	indexed int
 }
 
-// maxConnTokens bounds the tokens of a message's Connection fields. Real
+// MaxConnTokens bounds the tokens of a message's Connection fields. Real
 // peers list one to three (keep-alive, close, Upgrade); a head listing more
 // is refused (400 from a client, 502 from the upstream) rather than held
 // token by token.
-const maxConnTokens = 64
+const MaxConnTokens = 64
 
-// errConnTokens refuses a head whose Connection fields list more than
-// maxConnTokens tokens.
-var errConnTokens = errors.New("proxy: too many Connection options")
+// ErrConnTokens refuses a head whose Connection fields list more than
+// MaxConnTokens tokens.
+var ErrConnTokens = errors.New("h1: too many Connection options")
 
-// add records the comma-separated tokens of one Connection field value; it
-// returns errConnTokens, having recorded none past it, when they pass
-// maxConnTokens.
-func (t *connTokens) add(value []byte) error {
+// Add records the comma-separated tokens of one Connection field value; it
+// returns ErrConnTokens, having recorded none past it, when they pass
+// MaxConnTokens.
+func (t *ConnTokens) Add(value []byte) error {
 	for len(value) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(value, ','); i >= 0 {
@@ -180,7 +180,7 @@ func (t *connTokens) add(value []byte) error {
 		} else {
 			tok, value = value, nil
 		}
-		tok = trimFieldValue(tok)
+		tok = TrimFieldValue(tok)
 		if len(tok) == 0 {
 			continue
 		}
@@ -188,8 +188,8 @@ func (t *connTokens) add(value []byte) error {
 		case t.n < len(t.inline):
 			t.inline[t.n] = tok
 			t.n++
-		case t.count() == maxConnTokens:
-			return errConnTokens
+		case t.Count() == MaxConnTokens:
+			return ErrConnTokens
 		default:
 			t.more = append(t.more, tok)
 		}
@@ -197,19 +197,19 @@ func (t *connTokens) add(value []byte) error {
 	return nil
 }
 
-// count is the number of tokens recorded.
-func (t *connTokens) count() int { return t.n + len(t.more) }
+// Count is the number of tokens recorded.
+func (t *ConnTokens) Count() int { return t.n + len(t.more) }
 
 // at returns the i-th token recorded.
-func (t *connTokens) at(i int) []byte {
+func (t *ConnTokens) at(i int) []byte {
 	if i < len(t.inline) {
 		return t.inline[i]
 	}
 	return t.more[i-len(t.inline)]
 }
 
-// names reports whether the Connection headers named the field name.
-func (t *connTokens) names(name []byte) bool {
+// Names reports whether the Connection headers named the field name.
+func (t *ConnTokens) Names(name []byte) bool {
 	if len(t.more) == 0 {
 		for i := 0; i < t.n; i++ {
 			if bytes.EqualFold(t.inline[i], name) {
@@ -218,7 +218,7 @@ func (t *connTokens) names(name []byte) bool {
 		}
 		return false
 	}
-	if t.indexed != t.count() {
+	if t.indexed != t.Count() {
 		t.buildIndex()
 	}
 	mask := uint64(len(t.index) - 1)
@@ -235,8 +235,8 @@ func (t *connTokens) names(name []byte) bool {
 
 // buildIndex hashes every token into index, at most half full; repeated
 // tokens take one slot.
-func (t *connTokens) buildIndex() {
-	n := t.count()
+func (t *ConnTokens) buildIndex() {
+	n := t.Count()
 	size := 16
 	for size < 2*n {
 		size <<= 1
@@ -265,7 +265,7 @@ func (t *connTokens) buildIndex() {
 }
 
 // foldHash hashes b as if it were ASCII lower case (FNV-1a). It is not
-// keyed: a client can make tokens collide, but maxConnTokens bounds a
+// keyed: a client can make tokens collide, but MaxConnTokens bounds a
 // lookup to as many comparisons as a scan would make.
 func foldHash(b []byte) uint64 {
 	h := uint64(14695981039346656037)
@@ -279,26 +279,26 @@ func foldHash(b []byte) uint64 {
 	return h
 }
 
-// has reports whether token (ASCII, any case) was listed.
-func (t *connTokens) has(token string) bool {
+// Has reports whether token (ASCII, any case) was listed.
+func (t *ConnTokens) Has(token string) bool {
 	for i := 0; i < t.n; i++ {
-		if equalFoldASCII(t.inline[i], token) {
+		if EqualFoldASCII(t.inline[i], token) {
 			return true
 		}
 	}
 	for _, tok := range t.more {
-		if equalFoldASCII(tok, token) {
+		if EqualFoldASCII(tok, token) {
 			return true
 		}
 	}
 	return false
 }
 
-// removeHopByHopRequest deletes the hop-by-hop fields of docs/forwarding.md from h: the
+// RemoveHopByHopRequest deletes the hop-by-hop fields of docs/forwarding.md from h: the
 // fixed list and every field named in a Connection header. With
 // keepUpgrade (a WebSocket handshake) Upgrade is kept and Connection is
 // reduced to "Upgrade". If the Connection fields list more than
-// maxConnTokens tokens it returns errConnTokens and leaves h as it was.
+// MaxConnTokens tokens it returns ErrConnTokens and leaves h as it was.
 //
 // The names to delete are found in h.RawHeaders(), exactly as the client
 // spelled them, because with DisableHeaderNamesNormalizing fasthttp's Del
@@ -306,28 +306,28 @@ func (t *connTokens) has(token string) bool {
 // (reading it through fasthttp would re-serialize it). fasthttp deletes by
 // moving the last field into the hole, so the order of the remaining fields
 // may change: forwarding code that must keep the order writes the raw block
-// instead (appendRequestHead).
-func removeHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) error {
+// instead (AppendRequestHead).
+func RemoveHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) error {
 	raw := h.RawHeaders()
-	var tokens connTokens
+	var tokens ConnTokens
 	var err error
 	found := false
-	forEachField(raw, func(name, value []byte) {
-		k := classifyField(name)
-		if k == fieldConnection && err == nil {
-			err = tokens.add(value)
+	ForEachField(raw, func(name, value []byte) {
+		k := ClassifyField(name)
+		if k == FieldConnection && err == nil {
+			err = tokens.Add(value)
 		}
-		found = found || k.hopByHop()
+		found = found || k.HopByHop()
 	})
 	if err != nil || !found {
 		return err
 	}
 	var del [][]byte
-	forEachField(raw, func(name, _ []byte) {
-		k := classifyField(name)
+	ForEachField(raw, func(name, _ []byte) {
+		k := ClassifyField(name)
 		switch {
-		case keepUpgrade && k == fieldUpgrade:
-		case k.hopByHop(), tokens.names(name):
+		case keepUpgrade && k == FieldUpgrade:
+		case k.HopByHop(), tokens.Names(name):
 			del = append(del, name)
 		}
 	})
@@ -344,27 +344,27 @@ func removeHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) error {
 	return nil
 }
 
-// removeHopByHopResponse deletes the hop-by-hop fields of docs/forwarding.md from an
-// upstream response header h, like removeHopByHopRequest: the fixed list and
+// RemoveHopByHopResponse deletes the hop-by-hop fields of docs/forwarding.md from an
+// upstream response header h, like RemoveHopByHopRequest: the fixed list and
 // every field named in a Connection header; with keepUpgrade (a 101 answer
 // to a WebSocket handshake) Upgrade is kept and Connection is "Upgrade";
-// errConnTokens, with h as it was, past maxConnTokens tokens.
-// The order of the remaining fields may change (see removeHopByHopRequest).
-func removeHopByHopResponse(h *fasthttp.ResponseHeader, keepUpgrade bool) error {
-	var tokens connTokens
+// ErrConnTokens, with h as it was, past MaxConnTokens tokens.
+// The order of the remaining fields may change (see RemoveHopByHopRequest).
+func RemoveHopByHopResponse(h *fasthttp.ResponseHeader, keepUpgrade bool) error {
+	var tokens ConnTokens
 	var del [][]byte
 	for name, value := range h.All() {
-		if classifyField(name) == fieldConnection {
-			if err := tokens.add(value); err != nil {
+		if ClassifyField(name) == FieldConnection {
+			if err := tokens.Add(value); err != nil {
 				return err
 			}
 		}
 	}
 	for name := range h.All() {
-		k := classifyField(name)
+		k := ClassifyField(name)
 		switch {
-		case keepUpgrade && k == fieldUpgrade:
-		case k.hopByHop(), tokens.names(name):
+		case keepUpgrade && k == FieldUpgrade:
+		case k.HopByHop(), tokens.Names(name):
 			del = append(del, append([]byte(nil), name...))
 		}
 	}
@@ -379,24 +379,14 @@ func removeHopByHopResponse(h *fasthttp.ResponseHeader, keepUpgrade bool) error 
 	return nil
 }
 
-// forEachField calls f for each field of a raw header block (lines ending
+// ForEachField calls f for each field of a raw header block (lines ending
 // in CRLF or LF, up to the empty line). It does not validate: callers that
-// need validation use scanRequestFields.
-func forEachField(raw []byte, f func(name, value []byte)) {
+// need validation check the lines themselves (AppendRequestHead,
+// FilterResponseHead).
+func ForEachField(raw []byte, f func(name, value []byte)) {
 	for len(raw) > 0 {
-		i := bytes.IndexByte(raw, '\n')
-		if i < 0 {
-			i = len(raw)
-		}
-		line := raw[:i]
-		if i < len(raw) {
-			raw = raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
+		var line []byte
+		line, raw = NextLine(raw)
 		if len(line) == 0 {
 			return
 		}
@@ -404,7 +394,7 @@ func forEachField(raw []byte, f func(name, value []byte)) {
 		if c <= 0 {
 			continue
 		}
-		f(line[:c], trimFieldValue(line[c+1:]))
+		f(line[:c], TrimFieldValue(line[c+1:]))
 	}
 }
 
@@ -422,6 +412,6 @@ var tokenBytes = func() (t [256]bool) {
 	return t
 }()
 
-// isTokenByte reports whether c may appear in a token (field names,
+// IsTokenByte reports whether c may appear in a token (field names,
 // Connection options, chunk extension names).
-func isTokenByte(c byte) bool { return tokenBytes[c] }
+func IsTokenByte(c byte) bool { return tokenBytes[c] }

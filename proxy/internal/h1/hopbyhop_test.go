@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -12,10 +12,10 @@ import (
 
 // connTokensHeads are request heads for the Connection-token benchmarks:
 // a browser's REST call; a 14 KB head whose Connection field lists 3 500
-// tokens (refused now: more than maxConnTokens); one that splits the same
+// tokens (refused now: more than MaxConnTokens); one that splits the same
 // bytes between 1 100 tokens and 1 100 short fields (the worst shape for a
 // per-field scan of the tokens; refused too); and the worst head still
-// accepted, maxConnTokens-1 tokens and 1 900 short fields, beside the same
+// accepted, MaxConnTokens-1 tokens and 1 900 short fields, beside the same
 // fields without tokens (what those fields cost anyway).
 func connTokensHeads() map[string]string {
 	const normal = "POST /api/v1/method.call/loadHistory HTTP/1.1\r\n" +
@@ -53,7 +53,7 @@ func connTokensHeads() map[string]string {
 		"normal":             normal + "\r\n",
 		"3500-tokens":        normal + "Connection: " + tokens(3500) + "\r\n\r\n",
 		"1100-tokens-fields": normal + "Connection: " + tokens(1100) + "\r\n" + fields(1100) + "\r\n",
-		"63-tokens-fields":   normal + "Connection: " + tokens(maxConnTokens-1) + "\r\n" + fields(1900) + "\r\n",
+		"63-tokens-fields":   normal + "Connection: " + tokens(MaxConnTokens-1) + "\r\n" + fields(1900) + "\r\n",
 		"fields":             normal + fields(1900) + "\r\n",
 	}
 }
@@ -64,7 +64,7 @@ func connTokensHeads() map[string]string {
 // head counts what it costs to refuse it).
 func BenchmarkConnectionTokens(b *testing.B) {
 	heads := connTokensHeads()
-	p := fwdTestProxy()
+	p := newTestBuilder()
 	for _, name := range []string{"normal", "3500-tokens", "1100-tokens-fields", "63-tokens-fields", "fields"} {
 		raw := heads[name]
 		b.Run("request/"+name, func(b *testing.B) {
@@ -79,7 +79,7 @@ func BenchmarkConnectionTokens(b *testing.B) {
 			for b.Loop() {
 				var err error
 				dst, _, err = p.appendRequestHead(dst[:0], ctx, false)
-				if err != nil && !errors.Is(err, errConnTokens) {
+				if err != nil && !errors.Is(err, ErrConnTokens) {
 					b.Fatal(err)
 				}
 			}
@@ -91,8 +91,8 @@ func BenchmarkConnectionTokens(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				var err error
-				dst, _, _, err = filterResponseHead(dst[:0], resp)
-				if err != nil && !errors.Is(err, errConnTokens) {
+				dst, _, _, err = FilterResponseHead(dst[:0], resp)
+				if err != nil && !errors.Is(err, ErrConnTokens) {
 					b.Fatal(err)
 				}
 			}
@@ -101,33 +101,33 @@ func BenchmarkConnectionTokens(b *testing.B) {
 }
 
 // TestConnTokensIndexed: past the inline slots the tokens are found through
-// the hash index, in any case, and a head listing more than maxConnTokens
+// the hash index, in any case, and a head listing more than MaxConnTokens
 // is refused whole.
 func TestConnTokensIndexed(t *testing.T) {
-	var tokens connTokens
+	var tokens ConnTokens
 	var list []string
-	for i := range maxConnTokens {
+	for i := range MaxConnTokens {
 		list = append(list, fmt.Sprintf("X-Hop-%d", i))
 	}
 	// Two fields, the second with repeats and odd spacing.
-	if err := tokens.add([]byte(strings.Join(list[:40], ","))); err != nil {
+	if err := tokens.Add([]byte(strings.Join(list[:40], ","))); err != nil {
 		t.Fatal(err)
 	}
-	if err := tokens.add([]byte(" " + strings.Join(list[40:], " , ") + ", ,")); err != nil {
+	if err := tokens.Add([]byte(" " + strings.Join(list[40:], " , ") + ", ,")); err != nil {
 		t.Fatal(err)
 	}
 	for i, tok := range list {
-		if !tokens.names([]byte(strings.ToUpper(tok))) || !tokens.names([]byte(strings.ToLower(tok))) {
+		if !tokens.Names([]byte(strings.ToUpper(tok))) || !tokens.Names([]byte(strings.ToLower(tok))) {
 			t.Errorf("token %d (%s) not found", i, tok)
 		}
 	}
 	for _, name := range []string{"X-Hop-64", "X-Hop-", "X-Hop-1x", "Host", ""} {
-		if tokens.names([]byte(name)) {
+		if tokens.Names([]byte(name)) {
 			t.Errorf("names(%q) = true, want false", name)
 		}
 	}
-	if err := tokens.add([]byte("one-more")); !errors.Is(err, errConnTokens) {
-		t.Errorf("token %d: got %v, want errConnTokens", maxConnTokens+1, err)
+	if err := tokens.Add([]byte("one-more")); !errors.Is(err, ErrConnTokens) {
+		t.Errorf("token %d: got %v, want ErrConnTokens", MaxConnTokens+1, err)
 	}
 
 	// Through both head functions: the 60th token's field is dropped;
@@ -135,22 +135,22 @@ func TestConnTokensIndexed(t *testing.T) {
 	head := func(n int) string {
 		return "Connection: " + strings.Join(list[:n], ", ") + "\r\nx-hop-59: secret\r\nX-Keep: k\r\n"
 	}
-	p := fwdTestProxy()
-	ctx := fwdParseRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n"+head(maxConnTokens)+"\r\n", "192.0.2.1:1")
+	p := newTestBuilder()
+	ctx := fwdParseRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n"+head(MaxConnTokens)+"\r\n", "192.0.2.1:1")
 	out, _, err := p.appendRequestHead(nil, ctx, false)
 	if err != nil || strings.Contains(string(out), "secret") || !strings.Contains(string(out), "X-Keep: k") {
-		t.Errorf("request with %d tokens: got %q, %v", maxConnTokens, out, err)
+		t.Errorf("request with %d tokens: got %q, %v", MaxConnTokens, out, err)
 	}
-	out, _, _, err = filterResponseHead(nil, []byte("HTTP/1.1 200 OK\r\n"+head(maxConnTokens)+"\r\n"))
+	out, _, _, err = FilterResponseHead(nil, []byte("HTTP/1.1 200 OK\r\n"+head(MaxConnTokens)+"\r\n"))
 	if err != nil || strings.Contains(string(out), "secret") || !strings.Contains(string(out), "X-Keep: k") {
-		t.Errorf("response with %d tokens: got %q, %v", maxConnTokens, out, err)
+		t.Errorf("response with %d tokens: got %q, %v", MaxConnTokens, out, err)
 	}
 	list = append(list, "X-Hop-64")
-	ctx = fwdParseRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n"+head(maxConnTokens+1)+"\r\n", "192.0.2.1:1")
-	if _, _, err := p.appendRequestHead(nil, ctx, false); !errors.Is(err, errConnTokens) {
-		t.Errorf("request with %d tokens: got %v, want errConnTokens", maxConnTokens+1, err)
+	ctx = fwdParseRequest(t, "GET / HTTP/1.1\r\nHost: h\r\n"+head(MaxConnTokens+1)+"\r\n", "192.0.2.1:1")
+	if _, _, err := p.appendRequestHead(nil, ctx, false); !errors.Is(err, ErrConnTokens) {
+		t.Errorf("request with %d tokens: got %v, want ErrConnTokens", MaxConnTokens+1, err)
 	}
-	if _, _, _, err := filterResponseHead(nil, []byte("HTTP/1.1 200 OK\r\n"+head(maxConnTokens+1)+"\r\n")); !errors.Is(err, errBadResponse) {
-		t.Errorf("response with %d tokens: got %v, want errBadResponse", maxConnTokens+1, err)
+	if _, _, _, err := FilterResponseHead(nil, []byte("HTTP/1.1 200 OK\r\n"+head(MaxConnTokens+1)+"\r\n")); !errors.Is(err, ErrBadResponse) {
+		t.Errorf("response with %d tokens: got %v, want ErrBadResponse", MaxConnTokens+1, err)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -32,13 +32,26 @@ func fwdParseRequest(tb testing.TB, raw, peer string) *fasthttp.RequestCtx {
 	return ctx
 }
 
-// fwdTestProxy is a Proxy with just what appendRequestHead needs.
-func fwdTestProxy(trusted ...string) *Proxy {
-	p := &Proxy{fwd: &forwarder{hostHeader: []byte("upstream:3000")}}
+// testBuilder builds upstream heads the way the proxy does, for a proxy
+// whose upstream is upstream:3000 and whose trusted proxies are trusted.
+type testBuilder struct{ trusted []netip.Prefix }
+
+func newTestBuilder(trusted ...string) *testBuilder {
+	b := &testBuilder{}
 	for _, s := range trusted {
-		p.trusted = append(p.trusted, netip.MustParsePrefix(s))
+		b.trusted = append(b.trusted, netip.MustParsePrefix(s))
 	}
-	return p
+	return b
+}
+
+func (b *testBuilder) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade bool) ([]byte, RequestHead, error) {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	peer = peer.Unmap()
+	o := RequestOptions{Peer: peer, TLS: ctx.IsTLS(), Upgrade: upgrade, DefaultHost: []byte("upstream:3000")}
+	for _, pfx := range b.trusted {
+		o.Trusted = o.Trusted || pfx.Contains(peer)
+	}
+	return AppendRequestHead(dst, &ctx.Request.Header, o)
 }
 
 func TestAppendRequestHead(t *testing.T) {
@@ -98,15 +111,15 @@ func TestAppendRequestHead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := fwdParseRequest(t, tt.raw, "192.0.2.7:5555")
-			got, rh, err := fwdTestProxy(tt.trusted...).appendRequestHead(nil, ctx, tt.upgrade)
+			got, rh, err := newTestBuilder(tt.trusted...).appendRequestHead(nil, ctx, tt.upgrade)
 			if err != nil {
 				t.Fatalf("error: %v", err)
 			}
 			if string(got) != tt.want {
 				t.Errorf("head:\ngot  %q\nwant %q", got, tt.want)
 			}
-			if rh.chunked != tt.chunked || rh.contentLength != tt.length {
-				t.Errorf("framing: got chunked=%v length=%d, want %v %d", rh.chunked, rh.contentLength, tt.chunked, tt.length)
+			if rh.Chunked != tt.chunked || rh.ContentLength != tt.length {
+				t.Errorf("framing: got chunked=%v length=%d, want %v %d", rh.Chunked, rh.ContentLength, tt.chunked, tt.length)
 			}
 		})
 	}
@@ -118,16 +131,16 @@ func TestAppendRequestHeadRefuses(t *testing.T) {
 		raw  string
 		want error
 	}{
-		{"content-length with chunked", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", errCLAndTE},
-		{"folded line", "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n", errObsFold},
-		{"bare LF", "GET / HTTP/1.1\r\nHost: h\nX-A: 1\r\n\r\n", errBareLF},
-		{"space inside name", "GET / HTTP/1.1\r\nHost: h\r\nX A: 1\r\n\r\n", errFieldName},
-		{"identity coding", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", errTransferCode},
+		{"content-length with chunked", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", ErrCLAndTE},
+		{"folded line", "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n", ErrObsFold},
+		{"bare LF", "GET / HTTP/1.1\r\nHost: h\nX-A: 1\r\n\r\n", ErrBareLF},
+		{"space inside name", "GET / HTTP/1.1\r\nHost: h\r\nX A: 1\r\n\r\n", ErrFieldName},
+		{"identity coding", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", ErrTransferCode},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := fwdParseRequest(t, tt.raw, "192.0.2.7:5555")
-			if _, _, err := fwdTestProxy().appendRequestHead(nil, ctx, false); err != tt.want {
+			if _, _, err := newTestBuilder().appendRequestHead(nil, ctx, false); err != tt.want {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
 		})
@@ -140,30 +153,30 @@ func TestFilterResponseHead(t *testing.T) {
 		block string
 		want  string
 		code  int
-		fr    respFraming
+		fr    Framing
 	}{
 		{
 			name:  "hop-by-hop removed, rest kept in order",
 			block: "HTTP/1.1 200 OK\r\nx-a: 1\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\nX-Private: p\r\nDate: d\r\nX-A: 2\r\nContent-Length: 2\r\n\r\n",
 			want:  "HTTP/1.1 200 OK\r\nx-a: 1\r\nDate: d\r\nX-A: 2\r\nContent-Length: 2\r\n\r\n",
-			code:  200, fr: respFraming{length: 2},
+			code:  200, fr: Framing{Length: 2},
 		},
 		{
 			name:  "chunked, HTTP/1.0 keep-alive, bare LF lines",
 			block: "HTTP/1.0 404 Not Found\nTransfer-Encoding: chunked\nConnection: keep-alive\n\n",
 			want:  "HTTP/1.1 404 Not Found\r\n\r\n",
-			code:  404, fr: respFraming{length: -1, chunked: true},
+			code:  404, fr: Framing{Length: -1, Chunked: true},
 		},
 		{
 			name:  "close asked, no length",
 			block: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
 			want:  "HTTP/1.1 200 OK\r\n\r\n",
-			code:  200, fr: respFraming{length: -1, close: true},
+			code:  200, fr: Framing{Length: -1, Close: true},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, code, fr, err := filterResponseHead(nil, []byte(tt.block))
+			got, code, fr, err := FilterResponseHead(nil, []byte(tt.block))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,8 +192,8 @@ func TestFilterResponseHead(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",
 	} {
-		if _, _, _, err := filterResponseHead(nil, []byte(bad)); err == nil {
-			t.Errorf("filterResponseHead(%q): no error", bad)
+		if _, _, _, err := FilterResponseHead(nil, []byte(bad)); err == nil {
+			t.Errorf("FilterResponseHead(%q): no error", bad)
 		}
 	}
 }
@@ -212,7 +225,7 @@ func TestReadChunkSize(t *testing.T) {
 
 func TestRemoveHopByHop(t *testing.T) {
 	ctx := fwdParseRequest(t, "GET /websocket HTTP/1.1\r\nHost: h\r\nconnection: Upgrade, x-priv\r\nupgrade: websocket\r\nx-priv: 1\r\nKeep-Alive: 1\r\nCookie: a=1;  b\r\nX-Keep: k\r\n\r\n", "192.0.2.7:1")
-	if err := removeHopByHopRequest(&ctx.Request.Header, true); err != nil {
+	if err := RemoveHopByHopRequest(&ctx.Request.Header, true); err != nil {
 		t.Fatal(err)
 	}
 	got := string(ctx.Request.Header.Header())
@@ -232,7 +245,7 @@ func TestRemoveHopByHop(t *testing.T) {
 	if err := rh.Read(bufio.NewReader(strings.NewReader("HTTP/1.1 400 Bad Request\r\nconnection: x-up\r\nx-up: 1\r\nUpgrade: websocket\r\nProxy-Authenticate: B\r\nX-Keep: k\r\nContent-Length: 0\r\n\r\n"))); err != nil {
 		t.Fatal(err)
 	}
-	if err := removeHopByHopResponse(&rh, false); err != nil {
+	if err := RemoveHopByHopResponse(&rh, false); err != nil {
 		t.Fatal(err)
 	}
 	got = rh.String()
@@ -259,7 +272,7 @@ func FuzzAppendRequestHead(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	p := fwdTestProxy()
+	p := newTestBuilder()
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ctx := &fasthttp.RequestCtx{}
 		ctx.Request.Header.DisableNormalizing()
@@ -285,11 +298,11 @@ func FuzzAppendRequestHead(f *testing.F) {
 				t.Fatalf("line %d empty or folded: %q", i, l)
 			}
 			name, _, _ := bytes.Cut(l, []byte(":"))
-			if k := classifyField(name); i > 0 && (k == fieldContentLength || k == fieldTransferEncoding) {
+			if k := ClassifyField(name); i > 0 && (k == FieldContentLength || k == FieldTransferEncoding) {
 				framing++
 			}
 		}
-		if framing > 1 || (rh.chunked && rh.contentLength >= 0) {
+		if framing > 1 || (rh.Chunked && rh.ContentLength >= 0) {
 			t.Fatalf("ambiguous framing (%d fields, %+v): %q", framing, rh, out)
 		}
 	})
@@ -300,7 +313,7 @@ func FuzzFilterResponseHead(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nConnection: keep-alive, x\r\nX: 1\r\nContent-Length: 2\r\n\r\n"))
 	f.Add([]byte("HTTP/1.0 204 No Content\nKeep-Alive: 1\n\n"))
 	f.Fuzz(func(t *testing.T, block []byte) {
-		out, _, _, err := filterResponseHead(nil, block)
+		out, _, _, err := FilterResponseHead(nil, block)
 		if err != nil {
 			return
 		}

@@ -1,13 +1,13 @@
-package proxy
+package h1
 
 import "fmt"
 
-// chunkDecoder walks a chunked response body (RFC 9112 §7.1) as it
-// arrives, in pieces of any size; both request paths use it (responsebody.go
+// ChunkDecoder walks a chunked response body (RFC 9112 §7.1) as it
+// arrives, in pieces of any size; both request paths use it (the fasthttp path
 // reading from a bufio.Reader, the event loop from its buffer). It consumes
 // the framing — sizes, extensions, CRLFs, trailer fields, which are dropped
 // since the body is re-framed for the client — and leaves the chunk data to
-// the caller: dataLeft says how much of it comes next, took counts what was
+// the caller: DataLeft says how much of it comes next, Took counts what was
 // taken.
 //
 // It is strict: a proxy that read sizes loosely could disagree with the
@@ -16,7 +16,7 @@ import "fmt"
 // grammar (RFC 9112 §7.1.1), so a quoted-string that runs over the line end
 // — which a lenient peer reads as data — is an error; extensions and
 // trailers are bounded.
-type chunkDecoder struct {
+type ChunkDecoder struct {
 	state    uint8
 	extState uint8 // where in the chunk-ext grammar cdExt is
 	size     int64 // chunk size being read
@@ -65,20 +65,20 @@ const (
 	maxTrailerBytes   = 64 << 10
 )
 
-var errChunked = fmt.Errorf("%w: malformed chunked body", errBadResponse)
+var errChunked = fmt.Errorf("%w: malformed chunked body", ErrBadResponse)
 
-func (d *chunkDecoder) finished() bool { return d.state == cdDone }
+func (d *ChunkDecoder) Finished() bool { return d.state == cdDone }
 
-// dataLeft is how many data bytes come next (0 while framing is due).
-func (d *chunkDecoder) dataLeft() int64 {
+// DataLeft is how many data bytes come next (0 while framing is due).
+func (d *ChunkDecoder) DataLeft() int64 {
 	if d.state == cdData {
 		return d.left
 	}
 	return 0
 }
 
-// took counts n data bytes (at most dataLeft) taken by the caller.
-func (d *chunkDecoder) took(n int) {
+// Took counts n data bytes (at most DataLeft) taken by the caller.
+func (d *ChunkDecoder) Took(n int) {
 	if n == 0 {
 		return
 	}
@@ -88,10 +88,10 @@ func (d *chunkDecoder) took(n int) {
 	}
 }
 
-// frame consumes framing bytes from the front of b and returns how many it
-// used. It stops where chunk data begins (dataLeft > 0), at the body's end
-// (finished), or when b is used up.
-func (d *chunkDecoder) frame(b []byte) (int, error) {
+// Frame consumes framing bytes from the front of b and returns how many it
+// used. It stops where chunk data begins (DataLeft > 0), at the body's end
+// (Finished), or when b is used up.
+func (d *ChunkDecoder) Frame(b []byte) (int, error) {
 	i := 0
 	for i < len(b) && d.state != cdData && d.state != cdDone {
 		c := b[i]
@@ -169,7 +169,7 @@ func (d *chunkDecoder) frame(b []byte) (int, error) {
 
 // extByte advances the chunk-ext grammar by c, a byte of the size line
 // other than the CR that ends it; false if c cannot come here.
-func (d *chunkDecoder) extByte(c byte) bool {
+func (d *ChunkDecoder) extByte(c byte) bool {
 	ws := c == ' ' || c == '\t'
 	switch d.extState {
 	case extNext, extTrailingWS:
@@ -184,14 +184,14 @@ func (d *chunkDecoder) extByte(c byte) bool {
 	case extNameStart:
 		switch {
 		case ws:
-		case isTokenByte(c):
+		case IsTokenByte(c):
 			d.extState = extName
 		default:
 			return false
 		}
 	case extName, extAfterName:
 		switch {
-		case isTokenByte(c) && d.extState == extName:
+		case IsTokenByte(c) && d.extState == extName:
 		case ws:
 			d.extState = extAfterName
 		case c == '=':
@@ -206,14 +206,14 @@ func (d *chunkDecoder) extByte(c byte) bool {
 		case ws:
 		case c == '"':
 			d.extState = extQuoted
-		case isTokenByte(c):
+		case IsTokenByte(c):
 			d.extState = extToken
 		default:
 			return false
 		}
 	case extToken:
 		switch {
-		case isTokenByte(c):
+		case IsTokenByte(c):
 		case ws:
 			d.extState = extTrailingWS
 		case c == ';':

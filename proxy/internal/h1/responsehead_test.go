@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -49,9 +49,9 @@ func TestFilterResponseHeadRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, _, err := filterResponseHead(nil, []byte(tt.block))
-			if !errors.Is(err, errBadResponse) && !errors.Is(err, errHeadTooLarge) {
-				t.Errorf("got error %v, want errBadResponse or errHeadTooLarge", err)
+			_, _, _, err := FilterResponseHead(nil, []byte(tt.block))
+			if !errors.Is(err, ErrBadResponse) && !errors.Is(err, ErrHeadTooLarge) {
+				t.Errorf("got error %v, want ErrBadResponse or ErrHeadTooLarge", err)
 			}
 		})
 	}
@@ -68,13 +68,13 @@ func TestFilterResponseHeadAccepts(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX-A:\r\n\r\n",                          // empty value
 		"HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Big: "+strings.Repeat("b", 100)+"\r\n", 140) + "\r\n",
 	} {
-		if _, _, _, err := filterResponseHead(nil, []byte(block)); err != nil {
-			t.Errorf("filterResponseHead(%.60q): %v", block, err)
+		if _, _, _, err := FilterResponseHead(nil, []byte(block)); err != nil {
+			t.Errorf("FilterResponseHead(%.60q): %v", block, err)
 		}
 	}
 }
 
-// FuzzFilterResponseHeadAgreesWithFasthttp: whatever filterResponseHead
+// FuzzFilterResponseHeadAgreesWithFasthttp: whatever FilterResponseHead
 // accepts, fasthttp's parser (which the fasthttp path runs on its output)
 // accepts too, so the event loop, which relays the output as it is, never
 // passes a head the other path answers with 502.
@@ -89,12 +89,12 @@ func FuzzFilterResponseHeadAgreesWithFasthttp(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	br := bufio.NewReaderSize(nil, upstreamBufferSize+512)
+	br := bufio.NewReaderSize(nil, MaxResponseHeadBytes+512)
 	f.Fuzz(func(t *testing.T, block []byte) {
-		if end := headEnd(block); end == 0 || end != len(block) {
+		if end := HeadEnd(block); end == 0 || end != len(block) {
 			return // not one whole head
 		}
-		out, code, _, err := filterResponseHead(nil, block)
+		out, code, _, err := FilterResponseHead(nil, block)
 		if err != nil || code < 200 {
 			return
 		}
@@ -102,7 +102,7 @@ func FuzzFilterResponseHeadAgreesWithFasthttp(f *testing.F) {
 		h.DisableNormalizing()
 		br.Reset(bytes.NewReader(out))
 		if err := h.Read(br); err != nil {
-			t.Fatalf("filterResponseHead accepted %q as %q, fasthttp refuses it: %v", block, out, err)
+			t.Fatalf("FilterResponseHead accepted %q as %q, fasthttp refuses it: %v", block, out, err)
 		}
 	})
 }

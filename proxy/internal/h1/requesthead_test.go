@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 // §3.2.2), the target itself goes upstream as sent, and a target that
 // names no usable http(s) host is refused.
 func TestAbsoluteFormHost(t *testing.T) {
-	p := fwdTestProxy()
+	p := newTestBuilder()
 	for _, tt := range []struct {
 		name, raw, host, xfh string
 	}{
@@ -49,8 +49,8 @@ func TestAbsoluteFormHost(t *testing.T) {
 	}
 	for _, target := range []string{"http://user@other/", "http://user:pw@other/", "http:///x", "http://", "ftp://other/", "ws://other/", "http://oth\"er/"} {
 		ctx := fwdParseRequest(t, "GET "+target+" HTTP/1.1\r\nHost: chat\r\n\r\n", "192.0.2.1:1")
-		if _, _, err := p.appendRequestHead(nil, ctx, false); !errors.Is(err, errTarget) {
-			t.Errorf("target %q: got %v, want errTarget", target, err)
+		if _, _, err := p.appendRequestHead(nil, ctx, false); !errors.Is(err, ErrTarget) {
+			t.Errorf("target %q: got %v, want ErrTarget", target, err)
 		}
 	}
 }

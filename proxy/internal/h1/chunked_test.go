@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bytes"
@@ -6,37 +6,37 @@ import (
 	"testing"
 )
 
-// decodeChunked runs a chunkDecoder over in, fed in pieces of at most step
+// decodeChunked runs a ChunkDecoder over in, fed in pieces of at most step
 // bytes, and returns the data and whether the body ended.
 func decodeChunked(in []byte, step int) ([]byte, bool, error) {
-	var d chunkDecoder
+	var d ChunkDecoder
 	var out []byte
-	for off := 0; off < len(in) && !d.finished(); {
+	for off := 0; off < len(in) && !d.Finished(); {
 		piece := in[off:min(off+step, len(in))]
-		for len(piece) > 0 && !d.finished() {
-			n, err := d.frame(piece)
+		for len(piece) > 0 && !d.Finished() {
+			n, err := d.Frame(piece)
 			if err != nil {
 				return out, false, err
 			}
-			m := int(min(int64(len(piece)-n), d.dataLeft()))
-			d.took(m)
+			m := int(min(int64(len(piece)-n), d.DataLeft()))
+			d.Took(m)
 			out = append(out, piece[n:n+m]...)
 			if n+m == 0 {
-				panic("chunkDecoder made no progress")
+				panic("ChunkDecoder made no progress")
 			}
 			piece = piece[n+m:]
 			off += n + m
 		}
 	}
-	return out, d.finished(), nil
+	return out, d.Finished(), nil
 }
 
-// chunkSizeLine reads one chunk-size line with a chunkDecoder, as the
+// chunkSizeLine reads one chunk-size line with a ChunkDecoder, as the
 // fasthttp path's reader did before both paths shared it: the size, or an
 // error for a malformed or unfinished line.
 func chunkSizeLine(in []byte) (int64, error) {
-	var d chunkDecoder
-	_, err := d.frame(in)
+	var d ChunkDecoder
+	_, err := d.Frame(in)
 	switch {
 	case err != nil:
 		return 0, err
@@ -102,15 +102,15 @@ func TestChunkDecoder(t *testing.T) {
 // The decoder stops at the body's end: bytes behind it are not its own.
 func TestChunkDecoderStopsAtEnd(t *testing.T) {
 	in := []byte("1\r\na\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n")
-	var d chunkDecoder
+	var d ChunkDecoder
 	used := 0
-	for !d.finished() {
-		n, err := d.frame(in[used:])
+	for !d.Finished() {
+		n, err := d.Frame(in[used:])
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := int(d.dataLeft())
-		d.took(m)
+		m := int(d.DataLeft())
+		d.Took(m)
 		used += n + m
 	}
 	if rest := string(in[used:]); rest != "HTTP/1.1 200 OK\r\n" {

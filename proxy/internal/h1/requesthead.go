@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bytes"
@@ -15,31 +15,48 @@ import (
 // unknown transfer codings, bare CR and control bytes; these are the cases
 // it tolerates.
 var (
-	errBareLF       = errors.New("proxy: header line not ended by CRLF")
-	errObsFold      = errors.New("proxy: obsolete line folding")
-	errFieldName    = errors.New("proxy: malformed header field name")
-	errCLAndTE      = errors.New("proxy: both Content-Length and Transfer-Encoding")
-	errTransferCode = errors.New("proxy: transfer coding other than chunked")
-	errTarget       = errors.New("proxy: absolute-form target without an http(s) host")
+	ErrBareLF       = errors.New("h1: header line not ended by CRLF")
+	ErrObsFold      = errors.New("h1: obsolete line folding")
+	ErrFieldName    = errors.New("h1: malformed header field name")
+	ErrCLAndTE      = errors.New("h1: both Content-Length and Transfer-Encoding")
+	ErrTransferCode = errors.New("h1: transfer coding other than chunked")
+	ErrTarget       = errors.New("h1: absolute-form target without an http(s) host")
 )
 
-// requestHead is what appendRequestHead learned about a request's framing.
-type requestHead struct {
-	// chunked: the body arrives with Transfer-Encoding: chunked and goes
+// RequestHead is what AppendRequestHead learned about a request's framing.
+type RequestHead struct {
+	// Chunked: the body arrives with Transfer-Encoding: chunked and goes
 	// upstream re-chunked by the forwarder.
-	chunked bool
-	// contentLength is the declared body length, or -1 without one.
-	contentLength int64
-	// expectContinue: the client sent "Expect: 100-continue" (dropped
+	Chunked bool
+	// ContentLength is the declared body length, or -1 without one.
+	ContentLength int64
+	// ExpectContinue: the client sent "Expect: 100-continue" (dropped
 	// from the upstream head).
-	expectContinue bool
+	ExpectContinue bool
 }
 
-// hasBody reports whether a body follows the head.
-func (r requestHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
+// HasBody reports whether a body follows the head.
+func (r RequestHead) HasBody() bool { return r.Chunked || r.ContentLength > 0 }
 
-// appendRequestHead appends the request line and header block to send
-// upstream for ctx's request and returns it with the request's framing.
+// RequestOptions is what AppendRequestHead needs to know of the connection
+// a request came on and of the upstream it goes to.
+type RequestOptions struct {
+	// Peer is the connecting client's address.
+	Peer netip.Addr
+	// Trusted: Peer is a trusted proxy (proxy.trusted_proxies), whose
+	// X-Real-IP and X-Forwarded-For are passed on as they are.
+	Trusted bool
+	// TLS: the client connection is TLS (X-Forwarded-Proto: https).
+	TLS bool
+	// Upgrade: a WebSocket handshake; Upgrade is kept.
+	Upgrade bool
+	// DefaultHost names the upstream in a request that came without Host.
+	DefaultHost []byte
+}
+
+// AppendRequestHead appends the request line and header block to send
+// upstream for the request whose parsed head is h and returns it with the
+// request's framing.
 //
 // The block is the client's own (RequestHeader.RawHeaders: names in their
 // case, repeated fields in their order, Cookie and Authorization as sent),
@@ -51,8 +68,8 @@ func (r requestHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
 // "Connection: X-Real-IP" cannot strip the value the proxy sets. The request
 // line is rebuilt as "METHOD target HTTP/1.1" with the target byte for byte.
 //
-// With upgrade (a WebSocket handshake, for websocket.go) Upgrade is kept and
-// a single "Connection: Upgrade" is sent.
+// With o.Upgrade (a WebSocket handshake) Upgrade is kept and a single
+// "Connection: Upgrade" is sent.
 //
 // An absolute-form target ("GET http://chat.example/api/v1/me HTTP/1.1")
 // names the request's host itself, and RFC 9112 §3.2.2 has a proxy
@@ -63,35 +80,33 @@ func (r requestHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
 // client cannot show the upstream one host in Host and another in the
 // target. A server must accept absolute-form (RFC 9112 §3.2.2), so it is
 // not refused; one whose scheme is not http or https, whose authority is
-// empty or carries userinfo (RFC 9110 §4.2.4) is refused with errTarget.
+// empty or carries userinfo (RFC 9110 §4.2.4) is refused with ErrTarget.
 //
 // A head that could be framed two ways is refused with one of the errors
 // above (request smuggling, RFC 9112 §6.1 and §6.3); nothing is written to
 // dst then worth sending.
-func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade bool) ([]byte, requestHead, error) {
-	return p.appendHead(dst, &ctx.Request.Header, remoteAddr(ctx), ctx.IsTLS(), upgrade)
-}
-
-// appendHead is appendRequestHead for a parsed header h from peer, over TLS
-// or not; the event loop (eventloop_linux.go) parses heads without a
-// RequestCtx.
-func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Addr, isTLS, upgrade bool) ([]byte, requestHead, error) {
+//
+// It takes fasthttp's parsed RequestHeader rather than bytes because both
+// request paths already parse the head with it (the event loop too, into a
+// header of its own): parsing again here would cost a second pass.
+func AppendRequestHead(dst []byte, h *fasthttp.RequestHeader, o RequestOptions) ([]byte, RequestHead, error) {
+	upgrade, peer := o.Upgrade, o.Peer
 	raw := h.RawHeaders()
-	head := requestHead{contentLength: -1}
+	head := RequestHead{ContentLength: -1}
 	authority, absolute := targetAuthority(h.RequestURI())
 	if absolute && authority == nil {
-		return dst, head, errTarget
+		return dst, head, ErrTarget
 	}
 
 	// Pass 1: validate every line and learn what pass 2 needs (Connection
 	// tokens must be known before the fields they name are copied).
-	var tokens connTokens
+	var tokens ConnTokens
 	var sawTE, sawXFF, sawXFP, sawXFH, sawHost bool
 	var host []byte
 	for rest := raw; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 1 || rest[i-1] != '\r' {
-			return dst, head, errBareLF
+			return dst, head, ErrBareLF
 		}
 		line := rest[:i-1]
 		rest = rest[i+1:]
@@ -99,52 +114,52 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return dst, head, errObsFold
+			return dst, head, ErrObsFold
 		}
 		c := bytes.IndexByte(line, ':')
 		if c <= 0 {
-			return dst, head, errFieldName
+			return dst, head, ErrFieldName
 		}
 		name := line[:c]
 		// RFC 9112 §5.1: no whitespace between field name and colon;
 		// fasthttp tolerates it, a proxy must not.
 		if bytes.IndexByte(name, ' ') >= 0 || bytes.IndexByte(name, '\t') >= 0 {
-			return dst, head, errFieldName
+			return dst, head, ErrFieldName
 		}
-		value := trimFieldValue(line[c+1:])
-		switch classifyField(name) {
-		case fieldConnection:
-			if err := tokens.add(value); err != nil {
+		value := TrimFieldValue(line[c+1:])
+		switch ClassifyField(name) {
+		case FieldConnection:
+			if err := tokens.Add(value); err != nil {
 				return dst, head, err
 			}
-		case fieldTransferEncoding:
+		case FieldTransferEncoding:
 			// fasthttp allows one Transfer-Encoding of "chunked" or
 			// "identity"; only chunked frames a body (RFC 9112 §6.1).
-			if !equalFoldASCII(value, "chunked") {
-				return dst, head, errTransferCode
+			if !EqualFoldASCII(value, "chunked") {
+				return dst, head, ErrTransferCode
 			}
 			sawTE = true
-		case fieldContentLength:
+		case FieldContentLength:
 			// fasthttp has rejected a second one and a malformed value.
-			head.contentLength = parseDecimal(value)
-		case fieldHost:
+			head.ContentLength = parseDecimal(value)
+		case FieldHost:
 			sawHost, host = true, value
-		case fieldXForwardedFor:
+		case FieldXForwardedFor:
 			sawXFF = true
-		case fieldXForwardedProto:
+		case FieldXForwardedProto:
 			sawXFP = true
-		case fieldXForwardedHost:
+		case FieldXForwardedHost:
 			sawXFH = true
 		}
 	}
 	if sawTE {
-		if head.contentLength >= 0 {
-			return dst, head, errCLAndTE
+		if head.ContentLength >= 0 {
+			return dst, head, ErrCLAndTE
 		}
-		head.chunked = true
+		head.Chunked = true
 	}
 
-	trusted := p.isTrusted(peer)
+	trusted := o.Trusted
 
 	dst = append(dst, h.Method()...)
 	dst = append(dst, ' ')
@@ -161,30 +176,30 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		}
 		c := bytes.IndexByte(line, ':')
 		name := line[:c]
-		switch k := classifyField(name); {
-		case absolute && k == fieldHost:
+		switch k := ClassifyField(name); {
+		case absolute && k == FieldHost:
 			dst = append(dst, "Host: "...)
 			dst = append(dst, authority...)
 			dst = append(dst, "\r\n"...)
 			continue
-		case upgrade && k == fieldUpgrade:
-		case k.hopByHop():
+		case upgrade && k == FieldUpgrade:
+		case k.HopByHop():
 			continue
-		case k == fieldXRealIP && !trusted:
+		case k == FieldXRealIP && !trusted:
 			continue
-		case k == fieldXForwardedFor && !trusted:
+		case k == FieldXForwardedFor && !trusted:
 			continue // combined with the peer's address below
-		case k == fieldExpect && equalFoldASCII(trimFieldValue(line[c+1:len(line)-2]), "100-continue"):
-			head.expectContinue = true
+		case k == FieldExpect && EqualFoldASCII(TrimFieldValue(line[c+1:len(line)-2]), "100-continue"):
+			head.ExpectContinue = true
 			continue
 		}
-		if tokens.n > 0 && tokens.names(name) {
+		if tokens.n > 0 && tokens.Names(name) {
 			// A field named in Connection is hop-by-hop too, except the
 			// framing and Host: dropping Content-Length while its body
 			// still follows would desynchronize the upstream connection.
-			switch classifyField(name) {
-			case fieldContentLength, fieldHost:
-			case fieldUpgrade:
+			switch ClassifyField(name) {
+			case FieldContentLength, FieldHost:
+			case FieldUpgrade:
 				if !upgrade {
 					continue
 				}
@@ -206,11 +221,11 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		if absolute {
 			dst = append(dst, authority...)
 		} else {
-			dst = append(dst, p.fwd.hostHeader...)
+			dst = append(dst, o.DefaultHost...)
 		}
 		dst = append(dst, "\r\n"...)
 	}
-	if head.chunked {
+	if head.Chunked {
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if !trusted {
@@ -221,7 +236,7 @@ func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Add
 		dst = appendClientAddr(dst, peer, prior)
 	}
 	if !sawXFP {
-		if isTLS {
+		if o.TLS {
 			dst = append(dst, "X-Forwarded-Proto: https\r\n"...)
 		} else {
 			dst = append(dst, "X-Forwarded-Proto: http\r\n"...)
@@ -252,7 +267,7 @@ func targetAuthority(target []byte) ([]byte, bool) {
 	if i < 0 || bytes.IndexByte(target[:i], '/') >= 0 {
 		return nil, false
 	}
-	if !equalFoldASCII(target[:i], "http") && !equalFoldASCII(target[:i], "https") {
+	if !EqualFoldASCII(target[:i], "http") && !EqualFoldASCII(target[:i], "https") {
 		return nil, true
 	}
 	rest := target[i+3:]
@@ -282,7 +297,8 @@ var authorityBytes = func() (t [256]bool) {
 	return t
 }()
 
-// parseDecimal parses a Content-Length fasthttp has already validated.
+// parseDecimal parses a decimal Content-Length value: -1 for any byte
+// other than a digit.
 func parseDecimal(b []byte) int64 {
 	var n int64
 	for _, c := range b {
@@ -294,8 +310,24 @@ func parseDecimal(b []byte) int64 {
 	return n
 }
 
-// remoteAddr is the connecting peer's address, without allocating.
-func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	return a.Unmap()
+// appendClientAddr appends X-Real-IP and X-Forwarded-For for an untrusted
+// peer (docs/forwarding.md: Rocket.Chat trusts X-Real-IP blindly for rate
+// limits and session.ip, so a client's own value is replaced). raw, when
+// not nil, is the client's header block: its X-Forwarded-For values are
+// kept, in order and combined into one field (RFC 9110 §5.3), before the
+// peer's address.
+func appendClientAddr(dst []byte, peer netip.Addr, raw []byte) []byte {
+	dst = append(dst, "X-Real-IP: "...)
+	dst = peer.AppendTo(dst)
+	dst = append(dst, "\r\nX-Forwarded-For: "...)
+	if raw != nil {
+		ForEachField(raw, func(name, value []byte) {
+			if len(value) > 0 && ClassifyField(name) == FieldXForwardedFor {
+				dst = append(dst, value...)
+				dst = append(dst, ", "...)
+			}
+		})
+	}
+	dst = peer.AppendTo(dst)
+	return append(dst, "\r\n"...)
 }
