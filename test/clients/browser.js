@@ -55,7 +55,11 @@ function finish(err) {
   if (err) report.error = String(err && err.stack ? err.stack : err);
   report.seconds = (Date.now() - started) / 1000;
   const exit = () => {
-    if (profile) fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    try {
+      if (profile) fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    } catch (e) {
+      log(`leaving the profile ${profile}: ${e.message}`);
+    }
     console.log(JSON.stringify(report));
     process.exit(err ? 1 : 0);
   };
