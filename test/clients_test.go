@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,20 @@ var (
 // node and npm are missing or the client packages cannot be installed.
 func needNode(t *testing.T) {
 	t.Helper()
+	why := nodeMissing()
+	if why == "" {
+		return
+	}
+	if os.Getenv(requireNodeEnv) == "1" {
+		t.Fatalf("%s (and %s=1)", why, requireNodeEnv)
+	}
+	notice("NOTE: skipping the real-client tests: " + why)
+	t.Skip(why)
+}
+
+// nodeMissing says why the Node rig cannot run, or "" when it can: node
+// and npm on PATH and test/clients's packages installed (npm ci, once).
+func nodeMissing() string {
 	nodeOnce.Do(func() {
 		for _, bin := range []string{"node", "npm"} {
 			if _, err := exec.LookPath(bin); err != nil {
@@ -58,22 +73,17 @@ func needNode(t *testing.T) {
 			nodeErr = "npm ci in test/clients: " + err.Error() + "\n" + string(out)
 		}
 	})
-	if nodeErr == "" {
-		return
-	}
-	if os.Getenv(requireNodeEnv) == "1" {
-		t.Fatalf("%s (and %s=1)", nodeErr, requireNodeEnv)
-	}
-	notice("NOTE: skipping the real-client tests: " + nodeErr)
-	t.Skip(nodeErr)
+	return nodeErr
 }
 
-// startNodeUpstream runs test/clients/upstream.js and returns its URL.
-func startNodeUpstream(t *testing.T) string {
+// startNodeUpstream runs test/clients/upstream.js with its sockjs
+// heartbeat (also how long it holds an idle poll) every heartbeat, and
+// returns its URL.
+func startNodeUpstream(t *testing.T, heartbeat time.Duration) string {
 	t.Helper()
 	cmd := exec.Command("node", "upstream.js")
 	cmd.Dir = "clients"
-	cmd.Env = append(os.Environ(), "HEARTBEAT_MS=25000")
+	cmd.Env = append(os.Environ(), "HEARTBEAT_MS="+strconv.FormatInt(heartbeat.Milliseconds(), 10))
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -169,7 +179,7 @@ func realClientPaths() []string {
 func TestRealClients(t *testing.T) {
 	needNode(t)
 	t.Parallel()
-	up := startNodeUpstream(t)
+	up := startNodeUpstream(t, 25*time.Second)
 	r := StartRedis(t)
 	const idle = "27000"
 	for _, loop := range realClientPaths() {

@@ -10,7 +10,9 @@
 // long it holds an xhr-polling request with nothing to send (default
 // 25000, sockjs's and Meteor's default).
 
+const fs = require('fs');
 const http = require('http');
+const path = require('path');
 const sockjs = require('sockjs');
 
 const heartbeat = Number(process.env.HEARTBEAT_MS || 25000);
@@ -70,6 +72,9 @@ function ddp(conn) {
 const sock = sockjs.createServer({
   heartbeat_delay: heartbeat,
   disconnect_delay: 5000,
+  // The iframe transports' page loads sockjs-client from here (through
+  // sessiongate) instead of sockjs's default CDN.
+  sockjs_url: '/browser/sockjs.min.js',
   log: () => {},
 });
 sock.on('connection', ddp);
@@ -80,8 +85,34 @@ function json(res, status, body) {
   res.end(b);
 }
 
+// The browser rig's page (test/clients/browser.js opens it through
+// sessiongate) and sockjs-client's browser bundle.
+const files = {
+  '/browser/index.html': [path.join(__dirname, 'browser', 'index.html'), 'text/html; charset=utf-8'],
+  '/browser/page.js': [path.join(__dirname, 'browser', 'page.js'), 'application/javascript'],
+  '/browser/sockjs.min.js': [require.resolve('sockjs-client/dist/sockjs.min.js'), 'application/javascript'],
+};
+
+// Every xhr-streaming request by sockjs session id: when it came and when
+// its connection closed, so a test can tell how soon sessiongate lets go of
+// a stream whose client left (GET /test/stream?id=ID, asked directly, not
+// through sessiongate).
+const streams = new Map();
+
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://upstream');
+  const file = req.method === 'GET' && files[url.pathname];
+  if (file) {
+    const b = fs.readFileSync(file[0]);
+    res.writeHead(200, { 'Content-Type': file[1], 'Content-Length': b.length, 'Cache-Control': 'no-store' });
+    res.end(b);
+    return;
+  }
+  if (req.method === 'GET' && url.pathname === '/test/stream') {
+    const s = streams.get(url.searchParams.get('id'));
+    json(res, 200, s ? { known: true, opened: s.opened, closed: s.closed, now: Date.now() } : { known: false, now: Date.now() });
+    return;
+  }
   if (req.method === 'GET' && url.pathname === '/api/info') {
     json(res, 200, { version: '6.0.0', success: true });
     return;
@@ -110,6 +141,15 @@ sock.installHandlers(server, { prefix: '/sockjs' });
 // run its handler before this one.)
 server.prependListener('upgrade', (req) => {
   if (req.url === '/websocket') req.url = '/sockjs/websocket';
+});
+// Watches, does not answer: sockjs's handler (installed above, so it runs
+// after this one) does.
+server.prependListener('request', (req) => {
+  const m = /^\/sockjs\/[^/]+\/([^/]+)\/xhr_streaming(\?|$)/.exec(req.url);
+  if (!m) return;
+  const s = { opened: Date.now(), closed: 0 };
+  streams.set(m[1], s);
+  req.socket.once('close', () => { s.closed = Date.now(); });
 });
 server.keepAliveTimeout = 65000;
 server.listen(0, '127.0.0.1', () => {
