@@ -138,10 +138,12 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 //
 // With proxy.event_loop on Linux, epoll loops accept on ln and serve plain
 // forwarded requests; the fasthttp server gets every connection they hand
-// over (eventloop_linux.go says which).
+// over (eventloop_linux.go says which). Every connection fasthttp reads has
+// its chunked request bodies checked on the way in (reqframing.go).
 func (p *Proxy) Serve(ln net.Listener) error {
+	maxHead := p.cfg.Proxy.MaxHeaderBytes
 	if !p.cfg.Proxy.EventLoop {
-		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
+		return p.server.Serve(newFramingListener(newRetryListener(ln, p.acceptErrs), maxHead))
 	}
 	p.mu.Lock()
 	if p.stopping {
@@ -155,9 +157,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	p.engine = e
 	p.mu.Unlock()
 	if e == nil {
-		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
+		return p.server.Serve(newFramingListener(newRetryListener(ln, p.acceptErrs), maxHead))
 	}
-	return p.server.Serve(e.handoff)
+	return p.server.Serve(newFramingListener(e.handoff, maxHead))
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, then closes the

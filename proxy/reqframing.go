@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Chunked request bodies are decoded by fasthttp on both request paths (the
+// event loop hands every chunked request over), and fasthttp skips a chunk
+// extension up to the first CR without reading it: "5;a=\"x\r\n" passes,
+// though a peer that reads the quoted-string over the line end sees a
+// different body and then a different next request (request smuggling).
+// fasthttp offers no hook into its chunk reader, so the connection it reads
+// from is wrapped instead: framingConn follows the request framing of the
+// bytes that pass through it — a head, its Content-Length or chunked body,
+// the next head — and feeds every chunked body to chunkDecoder, the one
+// chunk grammar, which also reads upstream responses. A body it refuses
+// fails the read: fasthttp then reports a broken body to the forwarder,
+// which answers 400 and closes before the upstream sees that request.
+//
+// Heads are parsed with fasthttp's own parser, so the wrapper and the server
+// reading behind it agree on where each body starts and ends. A head that
+// parser refuses, or one too large for it, is passed through untouched:
+// fasthttp answers it (400, 431) and closes, so nothing after it is read.
+
+// errRequestChunked is the read error of a request body whose chunked
+// framing breaks RFC 9112 §7.1 (chunked.go's grammar).
+var errRequestChunked = errors.New("proxy: malformed chunked request body")
+
+// What requestFraming expects next.
+const (
+	rfHead    = iota // a request head
+	rfFixed          // left bytes of a Content-Length body
+	rfChunked        // a chunked body, through chunk
+	rfOff            // nothing more is checked: a WebSocket tunnel, or a head fasthttp refuses
+)
+
+// requestFraming follows one client connection's request framing.
+type requestFraming struct {
+	state   uint8
+	maxHead int    // fasthttp's read buffer: no longer head can be served
+	head    []byte // a head arriving in pieces
+	left    int64
+	chunk   chunkDecoder
+	err     error // sticky: once refused, every read fails
+}
+
+// read reads from r into p and checks what it read. When the bytes refuse
+// a chunked body, it returns those up to where that request's body begins
+// in p (so fasthttp still reads its head, and answers it), and the error
+// from then on.
+func (v *requestFraming) read(r io.Reader, p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := r.Read(p)
+	if n > 0 && v.state != rfOff {
+		if keep, ferr := v.scan(p[:n]); ferr != nil {
+			v.err = ferr
+			if keep == 0 {
+				return 0, ferr
+			}
+			return keep, nil
+		}
+	}
+	return n, err
+}
+
+// scan advances the framing over b. On a malformed chunked body it returns
+// the offset in b where that body began (0 if it began in an earlier read).
+func (v *requestFraming) scan(b []byte) (int, error) {
+	bodyFrom := 0
+	for off := 0; off < len(b); {
+		switch v.state {
+		case rfHead:
+			m, done := v.headBytes(b[off:])
+			off += m
+			if done {
+				bodyFrom = off
+			}
+		case rfFixed:
+			m := int(min(v.left, int64(len(b)-off)))
+			v.left -= int64(m)
+			off += m
+			if v.left == 0 {
+				v.state = rfHead
+			}
+		case rfChunked:
+			if d := v.chunk.dataLeft(); d > 0 {
+				m := int(min(d, int64(len(b)-off)))
+				v.chunk.took(m)
+				off += m
+				continue
+			}
+			m, err := v.chunk.frame(b[off:])
+			off += m
+			if err != nil {
+				return bodyFrom, errRequestChunked
+			}
+			if v.chunk.finished() {
+				v.state = rfHead
+			}
+		default: // rfOff
+			return 0, nil
+		}
+	}
+	return 0, nil
+}
+
+// headBytes takes the bytes of a request head from the front of b and
+// returns how many it took, and whether the head is complete (the state is
+// then what follows it).
+func (v *requestFraming) headBytes(b []byte) (int, bool) {
+	took := 0
+	if len(v.head) == 0 {
+		// fasthttp skips empty lines before a request line (RFC 9112
+		// §2.2); they belong to no head.
+		for took < len(b) && (b[took] == '\r' || b[took] == '\n') {
+			took++
+		}
+		b = b[took:]
+		if len(b) == 0 {
+			return took, false
+		}
+		if end := headEnd(b); end > 0 {
+			v.parseHead(b[:end])
+			return took + end, true
+		}
+	}
+	// A head in pieces: gather it (a CRLF may straddle two reads).
+	old := len(v.head)
+	room := v.maxHead + 1 - old
+	if room > len(b) {
+		room = len(b)
+	}
+	v.head = append(v.head, b[:room]...)
+	if end := headEnd(v.head); end > 0 {
+		v.parseHead(v.head[:end])
+		v.head = v.head[:0]
+		return took + end - old, true
+	}
+	if len(v.head) > v.maxHead {
+		// fasthttp answers 431 and closes.
+		v.state, v.head = rfOff, nil
+		return took + room, false
+	}
+	return took + room, false
+}
+
+// parseHead reads the framing of a whole head the way fasthttp's server
+// will, and sets the state for its body.
+func (v *requestFraming) parseHead(head []byte) {
+	s := headParsePool.Get().(*headParse)
+	defer headParsePool.Put(s)
+	s.src.Reset(head)
+	if s.br.Size() < len(head) {
+		s.br = bufio.NewReaderSize(&s.src, len(head))
+	}
+	s.br.Reset(&s.src)
+	if err := s.hdr.Read(s.br); err != nil || s.src.Len()+s.br.Buffered() != 0 {
+		v.state = rfOff
+		return
+	}
+	switch cl := s.hdr.ContentLength(); {
+	case cl == -1:
+		v.state, v.chunk = rfChunked, chunkDecoder{}
+	case cl > 0:
+		v.state, v.left = rfFixed, int64(cl)
+	default:
+		// 0, or -2: no Content-Length nor Transfer-Encoding, which in a
+		// request means no body (RFC 9112 §6.3).
+		v.state = rfHead
+	}
+}
+
+// headParse is scratch space to parse one head; heads are parsed whole,
+// so the reader's buffer only has to hold the largest one (it grows to
+// proxy.max_header_bytes at most).
+type headParse struct {
+	hdr fasthttp.RequestHeader
+	src bytes.Reader
+	br  *bufio.Reader
+}
+
+var headParsePool = sync.Pool{New: func() any {
+	s := &headParse{}
+	s.hdr.DisableNormalizing()
+	s.br = bufio.NewReaderSize(nil, 4096)
+	return s
+}}
+
+// framingConn is a client connection whose reads are checked by
+// requestFraming. The embedded TCPConn gives the liveness peek and the
+// tunnels' read waiter the socket itself (peek_unix.go, websocket_wait_linux.go):
+// the wrapper holds no bytes back, so what the socket has is what comes next.
+type framingConn struct {
+	*net.TCPConn
+	r io.Reader // the TCPConn, or a handed-over prefixConn around it
+	v requestFraming
+}
+
+func (c *framingConn) Read(p []byte) (int, error) { return c.v.read(c.r, p) }
+
+// framingNetConn is framingConn for a connection other than TCP.
+type framingNetConn struct {
+	net.Conn
+	v requestFraming
+}
+
+func (c *framingNetConn) Read(p []byte) (int, error) { return c.v.read(c.Conn, p) }
+
+// stopFraming ends the checks on c once it carries a WebSocket tunnel: its
+// bytes are frames, not requests.
+func stopFraming(c net.Conn) {
+	switch fc := c.(type) {
+	case *framingConn:
+		fc.v.state = rfOff
+	case *framingNetConn:
+		fc.v.state = rfOff
+	}
+}
+
+// framingListener wraps every connection fasthttp accepts, from the
+// listener itself or handed over by the event loop, in a framing check.
+type framingListener struct {
+	net.Listener
+	maxHead int
+}
+
+func newFramingListener(ln net.Listener, maxHead int) net.Listener {
+	return &framingListener{Listener: ln, maxHead: maxHead}
+}
+
+func (l *framingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return wrapFraming(c, l.maxHead), nil
+}
+
+func wrapFraming(c net.Conn, maxHead int) net.Conn {
+	v := requestFraming{maxHead: maxHead}
+	switch tc := c.(type) {
+	case *net.TCPConn:
+		return &framingConn{TCPConn: tc, r: tc, v: v}
+	case *prefixConn:
+		return &framingConn{TCPConn: tc.TCPConn, r: tc, v: v}
+	}
+	return &framingNetConn{Conn: c, v: v}
+}
