@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // pieces reads s in reads of at most step bytes.
@@ -130,5 +133,31 @@ func TestRequestFramingErrorSticks(t *testing.T) {
 	}
 	if n, err := v.read(&pieces{s: rfGet, step: 4096}, buf); n != 0 || !errors.Is(err, errRequestChunked) {
 		t.Fatalf("after the refusal: %d bytes, %v", n, err)
+	}
+}
+
+// Once a connection carries a WebSocket tunnel its bytes are frames: ones
+// that read like a malformed chunked request pass through unchanged, on
+// both request paths.
+func TestRequestFramingStopsInTunnel(t *testing.T) {
+	frames := rfChunkHead + "5;a=\"x\r\nhello\r\n"
+	for _, loop := range []string{"true", "false"} {
+		t.Run("event_loop="+loop, func(t *testing.T) {
+			upstream := rawUpstream(t, func(c net.Conn, _ []byte, br *bufio.Reader) {
+				io.WriteString(c, wsUpstreamHead)
+				b := make([]byte, len(frames))
+				if _, err := io.ReadFull(br, b); err == nil {
+					c.Write(b)
+				}
+			})
+			addr, _ := fwdStartProxy(t, upstream, "--proxy.event_loop="+loop)
+			c := dialTunnel(t, addr)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, frames)
+			got := make([]byte, len(frames))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != frames {
+				t.Fatalf("echo %q, %v; want the frames unchanged", got, err)
+			}
+		})
 	}
 }
