@@ -44,8 +44,9 @@ const (
 // requestFraming follows one client connection's request framing.
 type requestFraming struct {
 	state   uint8
-	maxHead int    // fasthttp's read buffer: no longer head can be served
-	head    []byte // a head arriving in pieces
+	maxHead int      // fasthttp's read buffer: no longer head can be served
+	head    []byte   // a head arriving in pieces
+	hs      headScan // how far head was scanned
 	left    int64
 	chunk   chunkDecoder
 	err     error // sticky: once refused, every read fails
@@ -128,29 +129,87 @@ func (v *requestFraming) headBytes(b []byte) (int, bool) {
 		if len(b) == 0 {
 			return took, false
 		}
-		if end := headEnd(b); end > 0 {
-			v.parseHead(b[:end])
+		var hs headScan
+		if end := hs.scan(b); end > 0 {
+			v.headDone(b[:end], hs.framing)
 			return took + end, true
 		}
+		if len(b) > v.maxHead {
+			// fasthttp answers 431 and closes.
+			v.state = rfOff
+			return took + len(b), false
+		}
+		// A head in pieces: gather it (a CRLF may straddle two reads),
+		// and go on scanning where this scan stopped.
+		v.head = append(v.head, b...)
+		v.hs = hs
+		return took + len(b), false
 	}
-	// A head in pieces: gather it (a CRLF may straddle two reads).
 	old := len(v.head)
-	room := v.maxHead + 1 - old
-	if room > len(b) {
-		room = len(b)
-	}
+	room := min(v.maxHead+1-old, len(b))
 	v.head = append(v.head, b[:room]...)
-	if end := headEnd(v.head); end > 0 {
-		v.parseHead(v.head[:end])
-		v.head = v.head[:0]
-		return took + end - old, true
+	if end := v.hs.scan(v.head); end > 0 {
+		v.headDone(v.head[:end], v.hs.framing)
+		// Let the buffer go: most connections never need one again.
+		v.head, v.hs = nil, headScan{}
+		return end - old, true
 	}
 	if len(v.head) > v.maxHead {
-		// fasthttp answers 431 and closes.
 		v.state, v.head = rfOff, nil
-		return took + room, false
 	}
-	return took + room, false
+	return room, false
+}
+
+// headScan finds the end of a request head (lines split at LF, as fasthttp
+// and headEnd split them) and notes whether it may declare a body: a field
+// line that starts with Content-Length or Transfer-Encoding in any case,
+// or with whitespace (a folded line, whatever fasthttp makes of it).
+// fasthttp learns a request's framing from those fields alone, so a head
+// without such a line has no body for it either, and need not be parsed
+// here: most requests are bodiless GETs, and a full parse costs several
+// times this scan. A scan resumes where it stopped, so a head arriving a
+// byte at a time costs linear time.
+type headScan struct {
+	next    int // where the first line not yet scanned starts
+	lines   int // lines scanned
+	framing bool
+}
+
+// scan goes on over b, the head so far (what an earlier scan saw, and
+// more), and returns the head's length once its empty line is in b, else
+// 0.
+func (s *headScan) scan(b []byte) int {
+	for {
+		i := bytes.IndexByte(b[s.next:], '\n')
+		if i < 0 {
+			return 0
+		}
+		line := b[s.next : s.next+i]
+		s.next += i + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return s.next
+		}
+		if s.lines++; s.lines == 1 {
+			continue // the request line
+		}
+		switch line[0] {
+		case ' ', '\t':
+			s.framing = true
+		case 'c', 'C':
+			s.framing = s.framing || len(line) >= 14 && equalFoldASCII(line[:14], "content-length")
+		case 't', 'T':
+			s.framing = s.framing || len(line) >= 17 && equalFoldASCII(line[:17], "transfer-encoding")
+		}
+	}
+}
+
+// headDone sets the state for what follows a whole head.
+func (v *requestFraming) headDone(head []byte, framing bool) {
+	if framing {
+		v.parseHead(head)
+	} else {
+		v.state = rfHead
+	}
 }
 
 // parseHead reads the framing of a whole head the way fasthttp's server
