@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // pieces reads s in reads of at most step bytes.
@@ -220,4 +222,46 @@ func BenchmarkRequestFraming(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzRequestFraming checks that the framing check does not depend on how
+// the bytes arrive, and that where it lets a chunked body through, fasthttp
+// — which reads the body behind it — ends that body at the same byte.
+func FuzzRequestFraming(f *testing.F) {
+	f.Add([]byte("5;a=\"x\"\r\nhello\r\n0\r\nX: 1\r\n\r\n"), uint8(3))
+	f.Add([]byte("5;a=\"x\r\nhello\r\n0\r\n\r\n"), uint8(1))
+	f.Add([]byte("3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint8(7))
+	f.Fuzz(func(t *testing.T, body []byte, step uint8) {
+		in := rfChunkHead + string(body)
+		whole, _, errWhole := throughFraming(in, len(in)+1, 8192)
+		parts, _, errParts := throughFraming(in, int(step%16)+1, 8192)
+		if (errWhole != nil) != (errParts != nil) {
+			t.Fatalf("whole: %v, in pieces: %v", errWhole, errParts)
+		}
+		if errWhole == nil && (whole != in || parts != in) {
+			t.Fatalf("accepted, but passed %d and %d of %d bytes", len(whole), len(parts), len(in))
+		}
+		var d chunkDecoder
+		used := 0
+		for used < len(body) && !d.finished() {
+			n, err := d.frame(body[used:])
+			if err != nil {
+				return
+			}
+			m := int(min(int64(len(body)-used-n), d.dataLeft()))
+			d.took(m)
+			used += n + m
+		}
+		if !d.finished() {
+			return
+		}
+		var req fasthttp.Request
+		br := bufio.NewReader(strings.NewReader(in))
+		if err := req.Read(br); err != nil {
+			return // fasthttp is stricter: refused either way
+		}
+		if rest := br.Buffered(); rest != len(body)-used {
+			t.Fatalf("the check ends the body at %d, fasthttp at %d", used, len(body)-rest)
+		}
+	})
 }
