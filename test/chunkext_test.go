@@ -196,3 +196,26 @@ func TestChunkExtAccepted(t *testing.T) {
 		t.Errorf("the upstream received the refused request:\n%q", raw)
 	}
 }
+
+// The intercepted route answers from Redis without reading a body; behind
+// a malformed chunked one the connection is closed after that answer, so
+// nothing after it is read as a request, and nothing goes upstream.
+func TestChunkExtRouteClosesAfterAnswer(t *testing.T) {
+	up := startChunkExtUpstream(t)
+	g := StartGate(t, GateEnv(up.URL, StartRedis(t).URL()))
+	const head = "GET /api/v1/sessions/info HTTP/1.1\r\nHost: chat\r\nTransfer-Encoding: chunked\r\n\r\n"
+	const behind = "GET /chunkext-behind HTTP/1.1\r\nHost: chat\r\n\r\n"
+	statuses, _, closed := chunkExtAnswers(t, g.Addr, head+"5;a=\"x\r\nhello\r\n0\r\n\r\n"+behind)
+	if len(statuses) != 1 || statuses[0] != 401 || !closed {
+		t.Errorf("answers %v, closed %v; want the route's 401 and the connection closed", statuses, closed)
+	}
+	// A well-formed body: the request behind it is served.
+	statuses, _, _ = chunkExtAnswers(t, g.Addr, head+"5\r\nhello\r\n0\r\n\r\n"+behind)
+	if len(statuses) != 2 || statuses[0] != 401 || statuses[1] != 200 {
+		t.Errorf("answers %v, want 401 then 200", statuses)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if raw := up.received(); strings.Count(raw, "chunkext-behind") != 1 {
+		t.Errorf("the upstream got the request behind the route's %d times, want once:\n%q", strings.Count(raw, "chunkext-behind"), raw)
+	}
+}
