@@ -22,12 +22,16 @@ import (
 // the next head — and feeds every chunked body to chunkDecoder, the one
 // chunk grammar, which also reads upstream responses. A body it refuses
 // fails the read: fasthttp then reports a broken body to the forwarder,
-// which answers 400 and closes before the upstream sees that request.
+// which answers 400 and closes; the upstream never gets that request's end
+// (nor anything of it, when the fault came in the read that brought the
+// head, as the forwarder reads a first piece of body before going
+// upstream).
 //
-// Heads are parsed with fasthttp's own parser, so the wrapper and the server
-// reading behind it agree on where each body starts and ends. A head that
-// parser refuses, or one too large for it, is passed through untouched:
-// fasthttp answers it (400, 431) and closes, so nothing after it is read.
+// A head that may declare a body is parsed with fasthttp's own parser, so
+// the wrapper and the server reading behind it agree on where each body
+// starts and ends (headScan says which heads need it). A head that parser
+// refuses, or one too large for it, is passed through untouched: fasthttp
+// answers it (400, 431) and closes, so nothing after it is read.
 
 // errRequestChunked is the read error of a request body whose chunked
 // framing breaks RFC 9112 §7.1 (chunked.go's grammar).
