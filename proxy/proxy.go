@@ -204,10 +204,11 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 //
 // With Options.EventLoop on Linux, epoll loops accept on ln and serve plain
 // forwarded requests; the fasthttp server gets every connection they hand
-// over (eventloop_linux.go says which).
+// over (eventloop_linux.go says which). Every connection fasthttp reads has
+// its chunked request bodies checked on the way in (reqframing.go).
 func (p *Proxy) Serve(ln net.Listener) error {
 	if !p.opts.EventLoop {
-		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
+		return p.server.Serve(newFramingListener(newRetryListener(ln, p.acceptErrs), p.opts.MaxHeaderBytes))
 	}
 	p.mu.Lock()
 	if p.stopping {
@@ -221,9 +222,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	p.engine = e
 	p.mu.Unlock()
 	if e == nil {
-		return p.server.Serve(newRetryListener(ln, p.acceptErrs))
+		return p.server.Serve(newFramingListener(newRetryListener(ln, p.acceptErrs), p.opts.MaxHeaderBytes))
 	}
-	return p.server.Serve(e.handoff)
+	return p.server.Serve(newFramingListener(e.handoff, p.opts.MaxHeaderBytes))
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, then closes the

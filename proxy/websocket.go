@@ -348,6 +348,8 @@ func (t *tunnels) join(c, up net.Conn, first []byte) {
 	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
 		client = u.UnsafeConn()
 	}
+	// From here the client sends WebSocket frames, not requests.
+	stopFraming(client)
 	tn := &tunnel{set: t, client: client, upstream: up, started: time.Now()}
 	if err := t.add(tn); err != nil {
 		client.Close()

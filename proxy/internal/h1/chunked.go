@@ -2,9 +2,10 @@ package h1
 
 import "fmt"
 
-// ChunkDecoder walks a chunked response body (RFC 9112 §7.1) as it
-// arrives, in pieces of any size; both request paths use it (the fasthttp path
-// reading from a bufio.Reader, the event loop from its buffer). It consumes
+// ChunkDecoder walks a chunked body (RFC 9112 §7.1) as it arrives, in
+// pieces of any size; both request paths use it for responses (the fasthttp
+// path reading from a bufio.Reader, the event loop from its buffer) and for
+// requests (proxy/reqframing.go, ahead of fasthttp). It consumes
 // the framing — sizes, extensions, CRLFs, trailer fields, which are dropped
 // since the body is re-framed for the client — and leaves the chunk data to
 // the caller: DataLeft says how much of it comes next, Took counts what was
@@ -14,8 +15,9 @@ import "fmt"
 // client about where the body ends. A size line must end in CRLF; chunk
 // data must be followed by CRLF; extensions must follow the chunk-ext
 // grammar (RFC 9112 §7.1.1), so a quoted-string that runs over the line end
-// — which a lenient peer reads as data — is an error; extensions and
-// trailers are bounded.
+// — which a lenient peer reads as data — is an error; trailer lines must be
+// field lines ended by CRLF (no bare LF or CR, no obsolete folding, no
+// control bytes), as in a head; extensions and trailers are bounded.
 type ChunkDecoder struct {
 	state    uint8
 	extState uint8 // where in the chunk-ext grammar cdExt is
@@ -23,10 +25,8 @@ type ChunkDecoder struct {
 	digits   int
 	ext      int   // extension bytes on the current size line
 	left     int64 // data bytes left in the chunk
-	// trailers counts trailer bytes; nonEmpty: the current trailer line
-	// has a byte other than CR.
-	trailers int
-	nonEmpty bool
+	trailers int   // trailer bytes so far
+	trState  uint8 // where in a trailer line cdTrailer is
 }
 
 const (
@@ -151,15 +151,8 @@ func (d *ChunkDecoder) Frame(b []byte) (int, error) {
 				return i, fmt.Errorf("%w: trailers too long", errChunked)
 			}
 			d.trailers++
-			switch c {
-			case '\r':
-			case '\n':
-				if !d.nonEmpty {
-					d.state = cdDone
-				}
-				d.nonEmpty = false
-			default:
-				d.nonEmpty = true
+			if !d.trailerByte(c) {
+				return i, fmt.Errorf("%w: trailer field", errChunked)
 			}
 		}
 		i++
@@ -239,6 +232,59 @@ func (d *ChunkDecoder) extByte(c byte) bool {
 			return false
 		}
 		d.extState = extQuoted
+	}
+	return true
+}
+
+// States of a trailer line (RFC 9112 §7.1.2, §5):
+//
+//	trailer-section = *( field-line CRLF )
+//	field-line = field-name ":" OWS field-value OWS
+const (
+	trLineStart = iota // a field name, or the CR of the empty line
+	trName             // in the name
+	trValue            // after the colon, up to CR
+	trLF               // LF ending a field line
+	trLastLF           // LF ending the body
+)
+
+// trailerByte advances the trailer grammar by c; false if c cannot come
+// here.
+func (d *ChunkDecoder) trailerByte(c byte) bool {
+	switch d.trState {
+	case trLineStart:
+		switch {
+		case c == '\r':
+			d.trState = trLastLF
+		case IsTokenByte(c):
+			d.trState = trName
+		default:
+			return false
+		}
+	case trName:
+		switch {
+		case c == ':':
+			d.trState = trValue
+		case !IsTokenByte(c):
+			return false
+		}
+	case trValue:
+		switch {
+		case c == '\r':
+			d.trState = trLF
+		case c != '\t' && c != ' ' && (c < 0x21 || c == 0x7f):
+			return false
+		}
+	case trLF:
+		if c != '\n' {
+			return false
+		}
+		d.trState = trLineStart
+	case trLastLF:
+		if c != '\n' {
+			return false
+		}
+		d.state = cdDone
 	}
 	return true
 }

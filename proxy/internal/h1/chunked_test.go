@@ -82,6 +82,20 @@ func TestChunkDecoder(t *testing.T) {
 		{"extension, text after quoted value", "3;a=\"b\"c\r\nabc\r\n0\r\n\r\n", "", false, true},
 		{"garbage after size", "3x\r\nabc\r\n0\r\n\r\n", "", false, true},
 		{"extension, bare CR", "3;a\rb\r\nabc\r\n0\r\n\r\n", "", false, true},
+		// Trailer sections: field lines ended by CRLF, as in a head.
+		{"trailer, empty value", "1\r\na\r\n0\r\nX-A:\r\n\r\n", "a", true, false},
+		{"trailer, bare LF ending the body", "1\r\na\r\n0\r\n\n", "", false, true},
+		{"trailer, bare LF ending a field", "1\r\na\r\n0\r\nX: a\n\r\n", "", false, true},
+		{"trailer, bare CR in a value", "1\r\na\r\n0\r\nX: a\rb\r\n\r\n", "", false, true},
+		{"trailer, NUL in a value", "1\r\na\r\n0\r\nX: a\x00\r\n\r\n", "", false, true},
+		{"trailer, obsolete folding", "1\r\na\r\n0\r\nX: a\r\n b\r\n\r\n", "", false, true},
+		{"trailer, space before colon", "1\r\na\r\n0\r\nX : a\r\n\r\n", "", false, true},
+		{"trailer, no colon", "1\r\na\r\n0\r\nX-A\r\n\r\n", "", false, true},
+		{"trailer, no name", "1\r\na\r\n0\r\n: a\r\n\r\n", "", false, true},
+		{"LF-only after data", "1\r\na\n0\r\n\r\n", "", false, true},
+		{"leading space before a size", " 1\r\na\r\n0\r\n\r\n", "", false, true},
+		{"sign before a size", "+1\r\na\r\n0\r\n\r\n", "", false, true},
+		{"0x prefix", "0x1\r\na\r\n0\r\n\r\n", "", false, true},
 	} {
 		for _, step := range []int{1, 2, 3, 7, 1 << 20} {
 			data, ended, err := decodeChunked([]byte(tt.in), step)
