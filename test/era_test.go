@@ -93,10 +93,10 @@ func TestRouteForwardsWhatNodeRefuses(t *testing.T) {
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{"\xe9": `{"x":1}`})
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 	target := routePath + "?sessionId=\xe9"
 	routeCheckForwarded(t, "raw 0xE9 in the query", routeDo(t, g.Addr, "GET", target, routeCreds(routeSeedUser, routeSeedToken)...))
-	if seen := up.take(); len(seen) != 1 || seen[0].Target != target {
+	if seen := up.Take(); len(seen) != 1 || seen[0].Target != target {
 		t.Errorf("the upstream received %+v, want the request unchanged", seen)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -28,48 +27,17 @@ import (
 // the other mid-stream, pipelined bytes carried over, partial heads and
 // bodies, backpressure and the connection cap shared by both paths.
 
-// evSeen is one request as the echo upstream received it.
-type evSeen struct {
-	Method, Target, Body string
-	RealIP               []string
-}
-
-// evEcho is a stand-in upstream (net/http, so it also takes chunked
-// request bodies) that answers 200 with "METHOD TARGET BODY" and the path
-// in X-Echo-Target, and records every request.
-type evEcho struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	seen []evSeen
-}
-
-func evStartEcho(t *testing.T) *evEcho {
+// evStartEcho starts an Upstream that answers 200 with "METHOD TARGET BODY",
+// the target in X-Echo-Target and the X-Real-IP values it got in
+// X-Echo-Real-IP. It takes chunked request bodies too.
+func evStartEcho(t *testing.T) *Upstream {
 	t.Helper()
-	u := &evEcho{}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
+	return StartUpstream(t, func(r *Req) Answer {
+		return Answer{
+			Header: []string{"X-Echo-Target: " + r.Target, "X-Echo-Real-IP: " + strings.Join(r.Values("X-Real-IP"), "|")},
+			Body:   fmt.Sprintf("%s %s %s", r.Method, r.Target, r.Body),
 		}
-		u.mu.Lock()
-		u.seen = append(u.seen, evSeen{r.Method, r.RequestURI, string(body), r.Header.Values("X-Real-IP")})
-		u.mu.Unlock()
-		w.Header().Set("X-Echo-Target", r.RequestURI)
-		w.Header().Set("X-Echo-Real-IP", strings.Join(r.Header.Values("X-Real-IP"), "|"))
-		fmt.Fprintf(w, "%s %s %s", r.Method, r.RequestURI, body)
-	}))
-	t.Cleanup(u.srv.Close)
-	return u
-}
-
-// take returns and forgets what the upstream received so far.
-func (u *evEcho) take() []evSeen {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s := u.seen
-	u.seen = nil
-	return s
+	})
 }
 
 // evRead reads the next final response on br (interim 1xx answers are
@@ -140,7 +108,7 @@ func TestEventLoopOneConnectionSwitchesPaths(t *testing.T) {
 	answer, stored := routeSeedBodies(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
 	up := evStartEcho(t)
-	g := StartGate(t, GateEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, GateEnv(up.URL, r.URL()))
 	c, br := fwdDial(t, g)
 
 	forwarded := func(what, raw, method, want string) {
@@ -191,12 +159,12 @@ func TestEventLoopOneConnectionSwitchesPaths(t *testing.T) {
 	forwarded("POST with Content-Length", "POST /d HTTP/1.1\r\nHost: chat\r\nContent-Length: 3\r\n\r\nxyz", "POST", "POST /d xyz")
 	forwarded("GET /e", "GET /e HTTP/1.1\r\nHost: chat\r\n\r\n", "GET", "GET /e ")
 
-	seen := up.take()
+	seen := up.Take()
 	var got []string
 	for _, s := range seen {
-		got = append(got, s.Method+" "+s.Target+" "+s.Body)
-		if strings.Join(s.RealIP, "|") != "127.0.0.1" {
-			t.Errorf("%s %s: upstream got X-Real-IP %q, want exactly [127.0.0.1]", s.Method, s.Target, s.RealIP)
+		got = append(got, s.Method+" "+s.Target+" "+string(s.Body))
+		if ip := s.Values("X-Real-IP"); strings.Join(ip, "|") != "127.0.0.1" {
+			t.Errorf("%s %s: upstream got X-Real-IP %q, want exactly [127.0.0.1]", s.Method, s.Target, ip)
 		}
 	}
 	want := []string{"GET /a?x=1 ", "GET /b ", "POST /c hello world", "POST /d xyz", "GET /e "}
@@ -227,7 +195,7 @@ func TestEventLoopPipelining(t *testing.T) {
 	answer, stored := routeSeedBodies(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
 	up := evStartEcho(t)
-	g := StartGate(t, GateEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, GateEnv(up.URL, r.URL()))
 
 	handedOver := map[string]evPipeReq{
 		"http1.0": {"GET /old HTTP/1.0\r\nHost: chat\r\nConnection: keep-alive\r\n\r\n", "GET", 200, "GET /old "},
@@ -308,7 +276,7 @@ func TestEventLoopPipelining(t *testing.T) {
 			}
 		}
 		evClosed(t, c, br)
-		for _, s := range up.take() {
+		for _, s := range up.Take() {
 			if s.Target == "/never" {
 				t.Errorf("the request after Connection: close reached the upstream")
 			}
@@ -585,7 +553,7 @@ func TestEventLoopCloseDelimitedResponse(t *testing.T) {
 // paths together.
 func TestEventLoopMaxConns(t *testing.T) {
 	up := evStartEcho(t)
-	g := fwdGate(t, up.srv.URL, map[string]string{"SESSIONGATE_PROXY_MAX_CONNS": "2"})
+	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_PROXY_MAX_CONNS": "2"})
 
 	works := func(what string, c net.Conn, br *bufio.Reader) {
 		t.Helper()
@@ -774,7 +742,7 @@ func TestEventLoopBodylessAnswers(t *testing.T) {
 func TestEventLoopIdleTimeout(t *testing.T) {
 	up := evStartEcho(t)
 	r := StartRedis(t)
-	env := GateEnv(up.srv.URL, r.URL())
+	env := GateEnv(up.URL, r.URL())
 	env["SESSIONGATE_PROXY_IDLE_TIMEOUT"] = "1s"
 	g := StartGate(t, env)
 	c, br := fwdDial(t, g)

@@ -31,105 +31,46 @@ func fwdGate(t *testing.T, upstreamURL string, extra map[string]string) *Gate {
 	return StartGate(t, env)
 }
 
-// fwdUpstream is a raw TCP stand-in upstream: each request head it reads
-// (and the body its Content-Length announces) is recorded, and handle
-// answers on the raw connection. It counts open connections.
+// fwdUpstream is Upstream driven by a handler that writes each answer on
+// the raw connection itself, for peers whose misbehaviour is a matter of
+// timing (a trickle, a stall, a close mid-body) rather than of bytes.
 type fwdUpstream struct {
-	ln    net.Listener
+	*Upstream
 	URL   string
-	heads chan string
-	open  atomic.Int64
-	total atomic.Int64
+	open  fwdCount
+	total fwdCount
 }
 
-// fwdStartUpstream starts a raw upstream; handle writes the answer for one
-// request (head is the request head, body its Content-Length body). A nil
-// handle answers 200 "ok".
+// fwdCount reads one of Upstream's connection counters.
+type fwdCount func() int64
+
+func (c fwdCount) Load() int64 { return c() }
+
+// fwdStartUpstream starts an Upstream whose answer to each request is
+// written by handle (head is the request head, body its decoded body); a
+// nil handle answers 200 "ok".
 func fwdStartUpstream(t *testing.T, handle func(c net.Conn, head string, body []byte)) *fwdUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &fwdUpstream{ln: ln, URL: "http://" + ln.Addr().String(), heads: make(chan string, 100)}
-	if handle == nil {
-		handle = func(c net.Conn, _ string, _ []byte) {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	var script func(*Req) Answer
+	if handle != nil {
+		script = func(r *Req) Answer {
+			return Answer{Keep: true, Take: func(c net.Conn, _ *bufio.Reader) { handle(c, r.Head, r.Body) }}
 		}
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			u.open.Add(1)
-			u.total.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer u.open.Add(-1)
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					head, err := fwdReadHead(br)
-					if err != nil {
-						return
-					}
-					var body []byte
-					if n := fwdContentLength(head); n > 0 {
-						body = make([]byte, n)
-						if _, err := io.ReadFull(br, body); err != nil {
-							return
-						}
-					}
-					select {
-					case u.heads <- head:
-					default:
-					}
-					handle(c, head, body)
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return u
+	u := StartUpstream(t, script)
+	return &fwdUpstream{Upstream: u, URL: u.URL, open: u.Open, total: u.Total}
 }
 
 // next returns the next recorded request head.
 func (u *fwdUpstream) next(t *testing.T) string {
 	t.Helper()
-	select {
-	case h := <-u.heads:
-		return h
-	case <-time.After(5 * time.Second):
-		t.Fatal("upstream got no request in 5s")
-		return ""
-	}
+	return u.Next(t).Head
 }
 
 // none fails if the upstream got a request head within d.
 func (u *fwdUpstream) none(t *testing.T, d time.Duration) {
 	t.Helper()
-	select {
-	case h := <-u.heads:
-		t.Fatalf("upstream got a request it should not have:\n%s", h)
-	case <-time.After(d):
-	}
+	u.None(t, d)
 }
 
 // fwdReadHead reads one request or response head, up to its empty line.

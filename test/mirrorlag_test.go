@@ -15,7 +15,7 @@ func TestRouteForwardedWhileMirrorLags(t *testing.T) {
 	rc := r.Client()
 	up := startRouteUpstream(t)
 	routeSeed(t, rc, "lagUser000000001", "lag-token", map[string]string{"s1": `{"sessionId":"s1"}`})
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_MIRROR_MAX_LAG", "2s"))
+	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_MIRROR_MAX_LAG", "2s"))
 	target := routePath + "?sessionId=s1"
 	creds := routeCreds("lagUser000000001", "lag-token")
 	ctx := context.Background()
