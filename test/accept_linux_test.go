@@ -68,6 +68,7 @@ func cpuTicks(t *testing.T, pid int) int {
 // request paths (with the event loop on, the loop's accept; off, fasthttp's
 // Serve through the retrying listener).
 func TestAcceptOutOfDescriptors(t *testing.T) {
+	t.Parallel()
 	for _, loop := range []string{"true", "false"} {
 		t.Run("event_loop="+loop, func(t *testing.T) {
 			t.Parallel()

@@ -104,6 +104,7 @@ func evClosed(t *testing.T, c net.Conn, br *bufio.Reader) {
 // requests go to the loop, then to the route (handed over), then to the
 // upstream again and with a chunked body, all answered in order.
 func TestEventLoopOneConnectionSwitchesPaths(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	answer, stored := routeSeedBodies(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
@@ -191,6 +192,7 @@ func evPost(path, body string) evPipeReq {
 // TestEventLoopPipelining: requests written in one write, loop-eligible
 // ones before and after ones the loop hands over, are answered in order.
 func TestEventLoopPipelining(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	answer, stored := routeSeedBodies(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
@@ -287,6 +289,7 @@ func TestEventLoopPipelining(t *testing.T) {
 // TestEventLoopPartialArrival: heads and bodies trickling in are forwarded
 // intact once whole.
 func TestEventLoopPartialArrival(t *testing.T) {
+	t.Parallel()
 	bodies := make(chan []byte, 10)
 	up := fwdStartUpstream(t, func(c net.Conn, head string, body []byte) {
 		bodies <- append([]byte(nil), body...)
@@ -420,6 +423,8 @@ func evHWM(t *testing.T, g *Gate) int64 {
 // arrives byte-exact, the gate holding it back (backpressure) rather than
 // buffering it, and the connection is reusable afterwards.
 func TestEventLoopSlowReaderDownload(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the peak resident set size is read from /proc")
 	const n = 32 << 20
 	want := hashOf(n)
 	big := patternHandler(n)
@@ -488,6 +493,7 @@ func TestEventLoopSlowReaderDownload(t *testing.T) {
 // reaches an HTTP/1.1 client whole, re-framed as chunked, and the client's
 // connection goes on.
 func TestEventLoopCloseDelimitedResponse(t *testing.T) {
+	t.Parallel()
 	payload := bytes.Repeat([]byte("close-delimited body 0123456789\n"), 5000) // 160 000 bytes
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		if !strings.Contains(head, "/close") {
@@ -552,6 +558,7 @@ func TestEventLoopCloseDelimitedResponse(t *testing.T) {
 // TestEventLoopMaxConns: proxy.max_conns caps client connections on both
 // paths together.
 func TestEventLoopMaxConns(t *testing.T) {
+	t.Parallel()
 	up := evStartEcho(t)
 	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_PROXY_MAX_CONNS": "2"})
 
@@ -649,6 +656,7 @@ func TestEventLoopMaxConns(t *testing.T) {
 // Content-Length, 204, 304) carry no body bytes, one at a time and
 // pipelined, on the loop and after a handover.
 func TestEventLoopBodylessAnswers(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		target := strings.Fields(head)[1]
 		switch {
@@ -740,6 +748,7 @@ func TestEventLoopBodylessAnswers(t *testing.T) {
 // TestEventLoopIdleTimeout: proxy.idle_timeout closes a kept-alive client
 // connection that sends nothing for that long, and only such a one.
 func TestEventLoopIdleTimeout(t *testing.T) {
+	t.Parallel()
 	up := evStartEcho(t)
 	r := StartRedis(t)
 	env := GateEnv(up.URL, r.URL())

@@ -139,6 +139,7 @@ func fwdRoundTrip(t *testing.T, c net.Conn, br *bufio.Reader, raw, method string
 }
 
 func TestForwardEveryMethod(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, body []byte) {
 		method, _, _ := strings.Cut(head, " ")
 		if method == "HEAD" {
@@ -178,6 +179,7 @@ func TestForwardEveryMethod(t *testing.T) {
 }
 
 func TestForwardRequestTargetByteForByte(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
@@ -210,6 +212,7 @@ func TestForwardRequestTargetByteForByte(t *testing.T) {
 }
 
 func TestForwardHeadersKeepCaseOrderAndValues(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
@@ -261,6 +264,7 @@ func indexOf(lines []string, s string) int {
 }
 
 func TestForwardResponseHeadersKept(t *testing.T) {
+	t.Parallel()
 	const date = "Date: Tue, 01 Jan 2030 00:00:00 GMT"
 	up := fwdStartUpstream(t, func(c net.Conn, _ string, _ []byte) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n"+
@@ -312,6 +316,7 @@ func TestForwardResponseHeadersKept(t *testing.T) {
 }
 
 func TestForwardHopByHopRemovedBothWays(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, _ string, _ []byte) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n"+
 			"Connection: keep-alive, X-Up-Private\r\n"+
@@ -365,6 +370,7 @@ func TestForwardHopByHopRemovedBothWays(t *testing.T) {
 }
 
 func TestForwardBodylessAnswers(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		switch {
 		case strings.HasPrefix(head, "HEAD "):
@@ -415,6 +421,7 @@ func TestForwardBodylessAnswers(t *testing.T) {
 }
 
 func TestForwardKeepsConnectionsAlive(t *testing.T) {
+	t.Parallel()
 	var newConns atomic.Int64
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
@@ -440,6 +447,7 @@ func TestForwardKeepsConnectionsAlive(t *testing.T) {
 }
 
 func TestForwardExpectContinue(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, body []byte) {
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	})
@@ -468,6 +476,7 @@ func TestForwardExpectContinue(t *testing.T) {
 }
 
 func TestForwardPoolLimit(t *testing.T) {
+	t.Parallel()
 	var cur, peak atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := cur.Add(1)
@@ -511,6 +520,7 @@ func TestForwardPoolLimit(t *testing.T) {
 }
 
 func TestAccessLogKeepsSecretsOut(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,15 @@ func TestMain(m *testing.M) {
 		}
 		notice("NOTE: redis-server not found on PATH; the black-box tests fall back to miniredis, an embedded Redis-protocol server, and skip what needs a real server (Cluster, Sentinel, pausing). Install redis-server to test against real Redis.")
 	}
+	// Most tests spend their time waiting on processes and sockets, not
+	// on the CPU: unless -parallel was given, run more of them at once than
+	// go test's default of one per CPU.
+	flag.Parse()
+	parallelGiven := false
+	flag.Visit(func(f *flag.Flag) { parallelGiven = parallelGiven || f.Name == "test.parallel" })
+	if !parallelGiven {
+		flag.Set("test.parallel", "8")
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -79,7 +90,9 @@ type Redis struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
-	mini *miniredis.Miniredis
+	// exited is closed when cmd has exited.
+	exited chan struct{}
+	mini   *miniredis.Miniredis
 }
 
 // StartRedis starts a Redis for t and stops it at cleanup. extra are
@@ -101,9 +114,19 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 		return r
 	}
 	r.dir = t.TempDir()
-	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	r.args = extra
-	r.Start()
+	// Tests run in parallel, so another process may take the free port
+	// before redis-server binds it: then try another.
+	var err error
+	for range 3 {
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		if err = r.start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(r.Stop)
 	return r
 }
@@ -121,24 +144,46 @@ func (r *Redis) Start() {
 		}
 		return
 	}
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// start runs redis-server on r.Addr and waits until it accepts
+// connections, or reports why it did not.
+func (r *Redis) start() error {
 	_, port, _ := net.SplitHostPort(r.Addr)
 	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log")}, r.args...)
 	r.cmd = exec.Command("redis-server", args...)
 	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v", err)
+		return fmt.Errorf("redis-server: %v", err)
 	}
+	exited := make(chan struct{})
+	r.exited = exited
+	go func(cmd *exec.Cmd) {
+		cmd.Wait()
+		close(exited)
+	}(r.cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", r.Addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
+		}
+		select {
+		case <-exited:
+			// Most often the port was taken between FreePort and here.
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			r.cmd = nil
+			return fmt.Errorf("redis-server on %s exited at start: %s", r.Addr, log)
+		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not start: %v", r.Addr, err)
+			return fmt.Errorf("redis-server on %s did not start: %v", r.Addr, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -152,7 +197,7 @@ func (r *Redis) Stop() {
 		return
 	}
 	r.cmd.Process.Kill()
-	r.cmd.Wait()
+	<-r.exited
 	r.cmd = nil
 }
 
@@ -351,7 +396,17 @@ func (g *Gate) Metric(prefix string) float64 {
 	return -1
 }
 
-// RSS returns the process's resident set size in bytes (from /proc).
+// linuxOnly skips t, visibly with -v, where the test cannot run: off Linux
+// (it reads /proc, or needs the event loop).
+func linuxOnly(t testing.TB, why string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("linux only: " + why)
+	}
+}
+
+// RSS returns the process's resident set size in bytes (from /proc, so
+// Linux only: see linuxOnly).
 func (g *Gate) RSS() int64 {
 	g.t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.Pid()))

@@ -34,6 +34,7 @@ import (
 // address (docs/forwarding.md: appended), so a reader that trusts the last hop is not
 // fooled either.
 func TestClientAddressCannotBeSpoofed(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
 	g := StartGate(t, GateEnv(up.URL, rds.URL()))
@@ -68,6 +69,7 @@ func TestClientAddressCannotBeSpoofed(t *testing.T) {
 // so the upstream would lose X-Real-IP and fall back to the socket address
 // (the proxy's) for every client: rate limits shared by everyone.
 func TestHopByHopTrickKeepsProxyHeaders(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
 	g := StartGate(t, GateEnv(up.URL, rds.URL()))
@@ -110,6 +112,7 @@ func TestHopByHopTrickKeepsProxyHeaders(t *testing.T) {
 // from a peer listed in proxy.trusted_proxies (an ingress in front of the
 // gate) the client-address headers are kept as sent.
 func TestTrustedProxyKeepsClientAddress(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
 	env := GateEnv(up.URL, rds.URL())
@@ -138,6 +141,8 @@ func TestTrustedProxyKeepsClientAddress(t *testing.T) {
 // up on the client, which releases the upstream connection: the upstream's
 // write then fails long before the whole body is written.
 func TestStalledClientDoesNotHoldMemory(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the resident set size is read from /proc")
 	const size = 128 << 20 // twice the RSS growth allowed below
 	type outcome struct {
 		written int

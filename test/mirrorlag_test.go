@@ -11,6 +11,7 @@ import (
 // mirror's heartbeat (<prefix>mirror:heartbeat, Unix milliseconds) is recent;
 // otherwise it is forwarded so stale data is never served.
 func TestRouteForwardedWhileMirrorLags(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	up := startRouteUpstream(t)

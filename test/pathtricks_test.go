@@ -15,6 +15,7 @@ import (
 // Forwarding a variant is safe whatever the server makes of it: the route
 // is read-only and the gate grants nothing the server would not.
 func TestPathTricksAgainstRouteMatch(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
 	login := hostileLogin{UserID: "pathUser1", Token: "pathtricks-token-0123456789", SessionID: "pathSession1"}

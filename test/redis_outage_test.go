@@ -67,8 +67,10 @@ func routeWaitRecovered(t *testing.T, g *Gate) {
 }
 
 func TestRouteRedisStoppedAndRestarted(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []string{"forward", "unavailable"} {
 		t.Run("on_error="+policy, func(t *testing.T) {
+			t.Parallel()
 			r := StartRedis(t)
 			_, stored := routeSeedBodies(t)
 			seed := func() {
@@ -99,8 +101,10 @@ func TestRouteRedisStoppedAndRestarted(t *testing.T) {
 // TestRouteRedisFrozen: a server that accepts but never answers (SIGSTOP)
 // is the timeout path: each request ends within redis.timeout of its own.
 func TestRouteRedisFrozen(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []string{"forward", "unavailable"} {
 		t.Run("on_error="+policy, func(t *testing.T) {
+			t.Parallel()
 			r := StartRedis(t)
 			_, stored := routeSeedBodies(t)
 			routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})

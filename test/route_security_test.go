@@ -42,6 +42,7 @@ func routeHostileID(rng *rand.Rand, i int) string {
 func routeHeaderSafe(s string) bool { return !strings.ContainsAny(s, "\r\n\x00") }
 
 func TestRouteNeverServesAnotherUsersData(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	up := startRouteUpstream(t)
@@ -158,6 +159,7 @@ func validRouteID(id string) bool {
 // access lines on, Redis up and down, and greps the whole log for the tokens
 // and their hashes.
 func TestRouteLogsNoSecrets(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})
 	up := startRouteUpstream(t)

@@ -244,6 +244,7 @@ func routeEnv(upstreamURL, redisURL string, extra ...string) map[string]string {
 }
 
 func TestRouteSpecCases(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	up := startRouteUpstream(t)
@@ -330,6 +331,7 @@ func TestRouteSpecCases(t *testing.T) {
 }
 
 func TestRouteExtendedUnauthorizedBody(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	up := startRouteUpstream(t)
 	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_ROUTE_UNAUTHORIZED_BODY", "extended"))
@@ -340,6 +342,7 @@ func TestRouteExtendedUnauthorizedBody(t *testing.T) {
 // TestRouteOnlyExactGETIsIntercepted: every other method and path variant
 // reaches the upstream untouched, credentials and all (docs/route.md).
 func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})
 	up := startRouteUpstream(t)
@@ -392,6 +395,7 @@ func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
 // command (MGET of token and session, or MGET of the token alone when the
 // query is invalid), and requests that cannot authenticate cost none.
 func TestRouteOneRedisRoundTripPerRequest(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	if !r.Real() {
 		t.Skip("INFO commandstats needs a real redis-server")

@@ -116,6 +116,7 @@ func shadowEnv(upstreamURL, redisURL string, extra ...string) map[string]string 
 // gets sessiongate's own answer, and that each comparison is counted under
 // its documented result.
 func TestShadowCompareCountsEachOutcome(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	// The same document with "success" first: the same JSON value, other
 	// bytes.
@@ -254,6 +255,7 @@ func TestShadowCompareCountsEachOutcome(t *testing.T) {
 // shadow's timeout being longer), and with max_inflight 1 the requests in
 // the meantime are dropped and counted.
 func TestShadowSlowUpstreamNeverDelaysClients(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
@@ -297,6 +299,7 @@ func TestShadowSlowUpstreamNeverDelaysClients(t *testing.T) {
 // older than 5.0) answers with its own error; the shadow counts
 // upstream_lacks_route once, logs it once, and stops comparing.
 func TestShadowUpstreamLacksRoute(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	for _, tc := range []struct {
 		name   string
@@ -317,6 +320,7 @@ func TestShadowUpstreamLacksRoute(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := StartRedis(t)
 			routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
 			up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) { tc.answer(w) })
@@ -342,6 +346,7 @@ func TestShadowUpstreamLacksRoute(t *testing.T) {
 // usual, and sessiongate's own answer is compared in the background. An
 // upstream failure reaches the client as it would without sessiongate.
 func TestShadowOriginMode(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	otherIP := strings.Replace(answer, `"ip":"172.20.0.2"`, `"ip":"172.20.0.99"`, 1)
 	r := StartRedis(t)
@@ -387,6 +392,7 @@ func TestShadowOriginMode(t *testing.T) {
 // TestShadowOffByDefault: without sessions.shadow.rate nothing is sent to
 // the upstream for the route, and no shadow metric exists.
 func TestShadowOffByDefault(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
@@ -406,6 +412,7 @@ func TestShadowOffByDefault(t *testing.T) {
 // answers ends at sessions.shadow.timeout, so SIGTERM still ends in a clean
 // exit within shutdown.timeout.
 func TestShadowShutdownIsBounded(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,8 +18,11 @@ import (
 // in-flight requests — a slow upload, a slow answer — finish within
 // shutdown.timeout, and the process exits 0. No in-flight request is cut.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	const pieces, piece = 30, 64 << 10
+	var begun atomic.Int64 // requests the upstream has started on
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		begun.Add(1)
 		if r.URL.Path == "/slow" {
 			time.Sleep(2500 * time.Millisecond)
 		}
@@ -66,7 +70,7 @@ func TestGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		slow <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "both requests in flight at the upstream", func() bool { return begun.Load() == 2 })
 
 	g.Signal(syscall.SIGTERM)
 	signalled := time.Now()

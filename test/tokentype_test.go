@@ -11,6 +11,7 @@ import (
 // sessionId and with bad parameters (one rule for the lookup with a session
 // and the check without one).
 func TestRouteTokenKeyOfAnotherType(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	ctx := context.Background()

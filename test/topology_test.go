@@ -90,6 +90,7 @@ func routeCheckServes(t *testing.T, g *Gate, stored string) {
 }
 
 func TestRouteStandaloneACLUser(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	// An ACL user allowed only what the route and /readyz need; the default
 	// user stays open for seeding.
@@ -120,6 +121,7 @@ func TestRouteStandaloneACLUser(t *testing.T) {
 }
 
 func TestRouteStandaloneTLS(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	dir := t.TempDir()
 	caFile, certFile, keyFile := routeWriteTLSFiles(t, dir)
@@ -198,6 +200,7 @@ func routeWriteTLSFiles(t *testing.T, dir string) (caFile, certFile, keyFile str
 }
 
 func TestRouteCluster(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	// Three masters, slots split by hand (CLUSTER ADDSLOTSRANGE + MEET), so
 	// the test needs nothing but redis-server.
@@ -291,6 +294,7 @@ func routeClusterCalls(t *testing.T, nodes []*redis.Client) map[string]int {
 }
 
 func TestRouteSentinel(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	ctx := context.Background()
 	masterPort, replicaPort, sentinelPort := FreePort(t), FreePort(t), FreePort(t)

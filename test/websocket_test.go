@@ -128,6 +128,7 @@ func dialWS(t *testing.T, g *Gate, path string, h http.Header) (*websocket.Conn,
 }
 
 func TestWebSocketHandshakeHeaders(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	for _, path := range []string{"/websocket", "/sockjs/123/abc/websocket", "/sockjs/info/x/websocket?t=1%2F2"} {
@@ -179,6 +180,7 @@ func TestWebSocketHandshakeHeaders(t *testing.T) {
 // byte for byte, with nothing added by sessiongate, for a handshake with
 // lower-case header names sent by hand.
 func TestWebSocket101Exact(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	c, err := net.Dial("tcp", g.Addr)
@@ -208,6 +210,7 @@ func TestWebSocket101Exact(t *testing.T) {
 }
 
 func TestWebSocketEcho(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	c, _ := dialWS(t, g, "/sockjs/123/abc/websocket", nil)
@@ -252,6 +255,7 @@ func TestWebSocketEcho(t *testing.T) {
 }
 
 func TestWebSocketRefusedRelayed(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
@@ -274,6 +278,7 @@ func TestWebSocketRefusedRelayed(t *testing.T) {
 // TestWebSocketCloses checks that a tunnel ends at one side when the other
 // closes, and that the open-tunnel gauge goes up and back to 0.
 func TestWebSocketCloses(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	const gauge = `sessiongate_websocket_tunnels_open `
@@ -320,6 +325,7 @@ func TestWebSocketCloses(t *testing.T) {
 // TestWebSocketShutdown holds tunnels open across SIGTERM: they are closed,
 // and the process exits 0 within shutdown.timeout.
 func TestWebSocketShutdown(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, map[string]string{"SESSIONGATE_SHUTDOWN_TIMEOUT": "2s"})
 	const n = 4
@@ -355,12 +361,13 @@ func TestWebSocketShutdown(t *testing.T) {
 }
 
 func TestWebSocketUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	// Accepts and never answers.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	t.Cleanup(func() { silent.Close() })
 	go func() {
 		var held []net.Conn
 		defer func() {
@@ -387,6 +394,7 @@ func TestWebSocketUpstreamFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			g := startWSGate(t, tt.upstream, map[string]string{"SESSIONGATE_UPSTREAM_RESPONSE_HEADER_TIMEOUT": "500ms"})
 			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 			_, resp, err := d.Dial("ws://"+g.Addr+"/websocket", nil)
@@ -411,6 +419,8 @@ func TestWebSocketUpstreamFailures(t *testing.T) {
 // SESSIONGATE_TEST_WS_TUNNELS sets the count (default 200, kept small for
 // CI; each tunnel costs this process two file descriptors, the gate two).
 func TestWebSocketIdleTunnelMemory(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the resident set size is read from /proc")
 	n := 200
 	if s := os.Getenv("SESSIONGATE_TEST_WS_TUNNELS"); s != "" {
 		var err error
@@ -459,8 +469,14 @@ func TestWebSocketIdleTunnelMemory(t *testing.T) {
 		}
 	})
 	waitMetric(t, g, `sessiongate_websocket_tunnels_open `, float64(n+1))
-	time.Sleep(200 * time.Millisecond) // let the pumps park
-	rss, gr := g.RSS(), g.Metric("go_goroutines ")
+	// Goroutines of the handshakes end a moment after the tunnels open:
+	// wait (a bounded time) for the count to settle before judging it.
+	var gr float64
+	WaitFor(5*time.Second, func() bool {
+		gr = g.Metric("go_goroutines ")
+		return (gr-baseG)/float64(n) <= 2.05
+	})
+	rss := g.RSS()
 	perTunnel := float64(rss-baseRSS) / float64(n)
 	goroutinesPer := (gr - baseG) / float64(n)
 	t.Logf("%d idle tunnels: RSS %.1f MiB -> %.1f MiB, %.1f KiB per tunnel; goroutines %.0f -> %.0f, %.2f per tunnel",
