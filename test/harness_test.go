@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 	parallelGiven := false
 	flag.Visit(func(f *flag.Flag) { parallelGiven = parallelGiven || f.Name == "test.parallel" })
 	if !parallelGiven {
-		flag.Set("test.parallel", "8")
+		flag.Set("test.parallel", "16")
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -432,7 +432,11 @@ func TestRouteOneRedisRoundTripPerRequest(t *testing.T) {
 		delta := map[string]int{}
 		total := 0
 		for cmd, calls := range after {
-			if d := calls - before[cmd]; d > 0 && cmd != "info" {
+			// INFO is this test's own; ZADD is the activity reporter's
+			// batched write for the mirror, off the request path on a
+			// 100 ms timer, so whether one lands in this window is a
+			// matter of timing, not of the requests.
+			if d := calls - before[cmd]; d > 0 && cmd != "info" && cmd != "zadd" {
 				delta[cmd] = d
 				total += d
 			}
