@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,13 @@ func (r *Req) Get(name string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// Query returns the first value of the query parameter name in Target.
+func (r *Req) Query(name string) string {
+	_, q, _ := strings.Cut(r.Target, "?")
+	v, _ := url.ParseQuery(q)
+	return v.Get(name)
 }
 
 // Answer is what the upstream does with one request. The zero Answer is
