@@ -59,10 +59,10 @@ func TestBadConfigurationExits2NamingTheKey(t *testing.T) {
 
 func TestStartsProxiesAndStopsOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "hello from upstream "+r.URL.Path)
-	}))
-	defer up.Close()
+	up := StartUpstream(t, func(r *Req) Answer {
+		path, _, _ := strings.Cut(r.Target, "?")
+		return Answer{Body: "hello from upstream " + path}
+	})
 	rds := StartRedis(t)
 	start := time.Now()
 	g := StartGate(t, GateEnv(up.URL, rds.URL()))

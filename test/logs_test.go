@@ -3,7 +3,6 @@ package test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,9 +111,7 @@ func asString(v any) string { s, _ := v.(string); return s }
 // StartUpstreamForLogs is a stand-in upstream that answers 200.
 func StartUpstreamForLogs(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return StartUpstream(t, func(*Req) Answer { return Answer{} }).URL
 }
 
 // TestSecondSignalExitsAtOnce: a second SIGTERM during the drain ends the

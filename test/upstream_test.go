@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Upstream is the suite's stand-in upstream: a raw HTTP/1.1 peer on a
@@ -356,4 +358,76 @@ func WaitFor(d time.Duration, cond func() bool) bool {
 			return false
 		}
 	}
+}
+
+// AcceptWebSocket completes r, a WebSocket upgrade request the upstream
+// read from c (br is c's reader, as Answer.Take gets them), with
+// gorilla/websocket's server handshake and extra headers h. It returns the
+// server end and the 101 head as written on the wire.
+func (r *Req) AcceptWebSocket(c net.Conn, br *bufio.Reader, u *websocket.Upgrader, h http.Header) (*websocket.Conn, string, error) {
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(r.Head)))
+	if err != nil {
+		return nil, "", err
+	}
+	rec := &headRecorder{Conn: c}
+	ws, err := u.Upgrade(&hijackWriter{conn: rec, br: br, header: http.Header{}}, req, h)
+	return ws, rec.head(), err
+}
+
+// hijackWriter is the http.ResponseWriter gorilla/websocket's Upgrader
+// needs: it hands over the raw connection, and writes a refusal plainly.
+type hijackWriter struct {
+	conn   net.Conn
+	br     *bufio.Reader
+	header http.Header
+	status int
+}
+
+func (w *hijackWriter) Header() http.Header { return w.header }
+
+func (w *hijackWriter) WriteHeader(status int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = status
+	fmt.Fprintf(w.conn, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	w.header.Set("Connection", "close")
+	w.header.Write(w.conn)
+	io.WriteString(w.conn, "\r\n")
+}
+
+func (w *hijackWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.conn.Write(p)
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.conn, bufio.NewReadWriter(w.br, bufio.NewWriter(w.conn)), nil
+}
+
+// headRecorder keeps what is written on a connection up to the end of the
+// first head.
+type headRecorder struct {
+	net.Conn
+	mu      sync.Mutex
+	written strings.Builder
+}
+
+func (c *headRecorder) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !strings.Contains(c.written.String(), "\r\n\r\n") {
+		c.written.Write(p)
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *headRecorder) head() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.written.String()
+	if i := strings.Index(s, "\r\n\r\n"); i >= 0 {
+		return s[:i+4]
+	}
+	return s
 }
