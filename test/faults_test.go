@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -471,67 +472,50 @@ const faultsCutSize = 1 << 20
 //	/cut/chunked     chunked, half a MiB, then the connection is cut
 //	anything else    "ok <path>"
 type faultsUpstream struct {
-	addr    string
-	handler http.Handler
-	mu      sync.Mutex
-	srv     *http.Server
-	hijack  map[*websocket.Conn]struct{}
+	addr   string
+	script func(*Req) Answer
+	mu     sync.Mutex
+	up     *Upstream
 }
 
 func startFaultsUpstream(t *testing.T) *faultsUpstream {
 	t.Helper()
-	u := &faultsUpstream{addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), hijack: map[*websocket.Conn]struct{}{}}
-	upgrader := websocket.Upgrader{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "received %d", n)
-	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
-		select {
-		case <-time.After(time.Duration(ms) * time.Millisecond):
-			io.WriteString(w, "slept")
-		case <-r.Context().Done():
+	u := &faultsUpstream{addr: "127.0.0.1:" + strconv.Itoa(FreePort(t))}
+	upgrader := &websocket.Upgrader{}
+	u.script = func(r *Req) Answer {
+		path, query, _ := strings.Cut(r.Target, "?")
+		switch {
+		case path == "/upload":
+			return Answer{Body: fmt.Sprintf("received %d", len(r.Body))}
+		case path == "/slow":
+			q, _ := url.ParseQuery(query)
+			ms, _ := strconv.Atoi(q.Get("ms"))
+			return Answer{Delay: time.Duration(ms) * time.Millisecond, Body: "slept"}
+		case path == "/websocket":
+			return Answer{Take: func(c net.Conn, br *bufio.Reader) {
+				ws, _, err := r.AcceptWebSocket(c, br, upgrader, nil)
+				if err != nil {
+					return
+				}
+				defer ws.Close()
+				for {
+					mt, msg, err := ws.ReadMessage()
+					if err != nil {
+						return
+					}
+					if err := ws.WriteMessage(mt, msg); err != nil {
+						return
+					}
+				}
+			}}
+		case path == "/cut/length":
+			return Answer{Raw: "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(faultsCutSize) + "\r\n\r\n" + strings.Repeat("\x00", faultsCutSize/2), Close: true}
+		case path == "/cut/chunked":
+			return Answer{Raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(faultsCutSize/2, 16) + "\r\n" + strings.Repeat("\x00", faultsCutSize/2) + "\r\n", Close: true}
+		default:
+			return Answer{Body: "ok " + path}
 		}
-	})
-	mux.HandleFunc("/websocket", func(w http.ResponseWriter, r *http.Request) {
-		ws, err := upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		u.mu.Lock()
-		u.hijack[ws] = struct{}{}
-		u.mu.Unlock()
-		defer func() {
-			u.mu.Lock()
-			delete(u.hijack, ws)
-			u.mu.Unlock()
-			ws.Close()
-		}()
-		for {
-			mt, msg, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := ws.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	})
-	mux.HandleFunc("/cut/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/cut/length" {
-			w.Header().Set("Content-Length", strconv.Itoa(faultsCutSize))
-		}
-		w.Write(make([]byte, faultsCutSize/2))
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // net/http closes the connection
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok "+r.URL.Path)
-	})
-	u.handler = mux
+	}
 	u.Start(t)
 	t.Cleanup(u.Stop)
 	return u
@@ -540,39 +524,24 @@ func startFaultsUpstream(t *testing.T) *faultsUpstream {
 // URL is the upstream's http:// URL.
 func (u *faultsUpstream) URL() string { return "http://" + u.addr }
 
-// Start listens on the upstream's address again (retrying while the port is
-// still held by the previous listener's connections).
+// Start listens on the upstream's address again.
 func (u *faultsUpstream) Start(t *testing.T) {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if ln, err = net.Listen("tcp", u.addr); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("upstream listen %s: %v", u.addr, err)
-	}
-	srv := &http.Server{Handler: u.handler, ErrorLog: nil}
+	up := StartUpstreamAt(t, u.addr, u.script)
 	u.mu.Lock()
-	u.srv = srv
+	u.up = up
 	u.mu.Unlock()
-	go srv.Serve(ln)
 }
 
 // Stop closes the listener and every connection, WebSockets included, as a
 // process that died would.
 func (u *faultsUpstream) Stop() {
 	u.mu.Lock()
-	srv := u.srv
-	u.srv = nil
-	for ws := range u.hijack {
-		ws.NetConn().Close()
-	}
+	up := u.up
+	u.up = nil
 	u.mu.Unlock()
-	if srv != nil {
-		srv.Close()
+	if up != nil {
+		up.Close()
 	}
 }
 

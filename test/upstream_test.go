@@ -29,11 +29,13 @@ type Upstream struct {
 	URL  string // http://127.0.0.1:port
 	Addr string // 127.0.0.1:port
 
-	script func(*Req) Answer
-	ln     net.Listener
-	wg     sync.WaitGroup
-	open   atomic.Int64
-	total  atomic.Int64
+	script    func(*Req) Answer
+	ln        net.Listener
+	wg        sync.WaitGroup
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+	open      atomic.Int64
+	total     atomic.Int64
 
 	mu      sync.Mutex
 	reqs    []*Req
@@ -92,7 +94,7 @@ type Answer struct {
 	// body (Content-Length or Transfer-Encoding) or the status has none.
 	// A HEAD request gets the head only.
 
-	Delay time.Duration // wait before answering
+	Delay time.Duration // wait before answering (or until Close)
 	Raw   string        // written as is instead of Status, Header and Body
 	Close bool          // close the connection after the answer
 
@@ -113,6 +115,27 @@ func StartUpstream(t testing.TB, script func(*Req) Answer) *Upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startUpstreamOn(t, ln, script)
+}
+
+// StartUpstreamAt is StartUpstream on addr, typically a stopped
+// Upstream's, retrying while the port is still held by its connections.
+func StartUpstreamAt(t testing.TB, addr string, script func(*Req) Answer) *Upstream {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("upstream listen %s: %v", addr, err)
+	}
+	return startUpstreamOn(t, ln, script)
+}
+
+func startUpstreamOn(t testing.TB, ln net.Listener, script func(*Req) Answer) *Upstream {
 	if script == nil {
 		script = func(*Req) Answer { return Answer{Body: "ok"} }
 	}
@@ -123,6 +146,7 @@ func StartUpstream(t testing.TB, script func(*Req) Answer) *Upstream {
 		ln:      ln,
 		arrived: make(chan struct{}, 1),
 		conns:   map[net.Conn]struct{}{},
+		closed:  make(chan struct{}),
 	}
 	u.wg.Add(1)
 	go u.accept()
@@ -158,6 +182,7 @@ func (u *Upstream) accept() {
 // Close stops listening and closes every connection, as a process that died
 // would.
 func (u *Upstream) Close() {
+	u.closeOnce.Do(func() { close(u.closed) })
 	u.ln.Close()
 	u.mu.Lock()
 	for c := range u.conns {
@@ -189,7 +214,11 @@ func (u *Upstream) serve(id int, c net.Conn) {
 		}
 		a := u.script(r)
 		if a.Delay > 0 {
-			time.Sleep(a.Delay)
+			select {
+			case <-time.After(a.Delay):
+			case <-u.closed:
+				return
+			}
 		}
 		if _, err := io.WriteString(c, a.bytes(r.Method)); err != nil {
 			return
