@@ -3,7 +3,6 @@ package test
 import (
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -86,8 +85,7 @@ func TestStartsProxiesAndStopsOnSIGTERM(t *testing.T) {
 
 func TestHealthcheckCommand(t *testing.T) {
 	t.Parallel()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
+	up := StartUpstream(t, nil)
 	rds := StartRedis(t)
 	env := GateEnv(up.URL, rds.URL())
 	env["SESSIONGATE_SHUTDOWN_DELAY"] = "3s"
