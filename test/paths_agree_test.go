@@ -219,7 +219,7 @@ const agreeMinLoopServed = 40
 func agreeRequireLinux(tb testing.TB) {
 	tb.Helper()
 	if runtime.GOOS != "linux" {
-		msg := "SKIPPED: the paths-agree differential test needs the event loop, which exists only on Linux (GOOS=" + runtime.GOOS + ")"
+		msg := "SKIPPED: linux only: the paths-agree differential test needs the event loop, which exists only on Linux (GOOS=" + runtime.GOOS + ")"
 		notice(msg)
 		tb.Skip(msg)
 	}
