@@ -153,8 +153,19 @@ func (r *Redis) Start() {
 // connections, or reports why it did not.
 func (r *Redis) start() error {
 	_, port, _ := net.SplitHostPort(r.Addr)
+	logPath := filepath.Join(r.dir, "redis.log")
+	var logFrom int64 // a restart appends to the log
+	if fi, err := os.Stat(logPath); err == nil {
+		logFrom = fi.Size()
+	}
+	// The port answering is not enough: it may be another test's server
+	// that took it first. This one says so in its own log.
+	ready := func() bool {
+		b, _ := os.ReadFile(logPath)
+		return int64(len(b)) > logFrom && bytes.Contains(b[logFrom:], []byte("eady to accept connections"))
+	}
 	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log")}, r.args...)
+		"--dir", r.dir, "--logfile", logPath}, r.args...)
 	r.cmd = exec.Command("redis-server", args...)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %v", err)
@@ -170,12 +181,14 @@ func (r *Redis) start() error {
 		c, err := net.DialTimeout("tcp", r.Addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return nil
+			if ready() {
+				return nil
+			}
 		}
 		select {
 		case <-exited:
 			// Most often the port was taken between FreePort and here.
-			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			log, _ := os.ReadFile(logPath)
 			r.cmd = nil
 			return fmt.Errorf("redis-server on %s exited at start: %s", r.Addr, log)
 		default:
