@@ -98,8 +98,9 @@ type Answer struct {
 	Raw   string        // written as is instead of Status, Header and Body
 	Close bool          // close the connection after the answer
 
-	// Take, when set, is given the connection after the request was read
-	// (and Delay waited, Raw written): a WebSocket peer, a peer that
+	// Take, when set, is given the connection after the request was read,
+	// Delay waited and Raw written (or the answer, if Status, Header or
+	// Body is set; otherwise nothing): a WebSocket peer, a peer that
 	// trickles or stalls. The upstream closes the connection when Take
 	// returns unless Keep is set, in which case it reads the next request.
 	Take func(c net.Conn, br *bufio.Reader)
