@@ -59,11 +59,14 @@ func TestMain(m *testing.M) {
 	}
 	// Most tests spend their time waiting on processes and sockets, not
 	// on the CPU: unless -parallel was given, run more of them at once than
-	// go test's default of one per CPU.
+	// go test's default of one per CPU. Not when fuzzing, where -parallel
+	// is the number of fuzzing processes.
 	flag.Parse()
 	parallelGiven := false
-	flag.Visit(func(f *flag.Flag) { parallelGiven = parallelGiven || f.Name == "test.parallel" })
-	if !parallelGiven {
+	flag.Visit(func(f *flag.Flag) {
+		parallelGiven = parallelGiven || f.Name == "test.parallel" || f.Name == "test.fuzzworker"
+	})
+	if fz := flag.Lookup("test.fuzz"); !parallelGiven && (fz == nil || fz.Value.String() == "") {
 		flag.Set("test.parallel", "16")
 	}
 	code := m.Run()
