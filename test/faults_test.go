@@ -262,7 +262,8 @@ func TestSIGTERMDrainsUploadsAndTunnels(t *testing.T) {
 		sockets = append(sockets, ws)
 	}
 
-	time.Sleep(300 * time.Millisecond) // uploads are under way
+	// Uploads, the slow request and both handshakes are under way.
+	waitUntil(t, 5*time.Second, "every request's head at the upstream", func() bool { return up.Heads() >= uploads+3 })
 	start := time.Now()
 	g.Signal(syscall.SIGTERM)
 
@@ -523,6 +524,13 @@ func startFaultsUpstream(t *testing.T) *faultsUpstream {
 
 // URL is the upstream's http:// URL.
 func (u *faultsUpstream) URL() string { return "http://" + u.addr }
+
+// Heads is the number of request heads the running upstream has read.
+func (u *faultsUpstream) Heads() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.up.Heads()
+}
 
 // Start listens on the upstream's address again.
 func (u *faultsUpstream) Start(t *testing.T) {

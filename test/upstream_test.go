@@ -36,6 +36,7 @@ type Upstream struct {
 	closeOnce sync.Once
 	open      atomic.Int64
 	total     atomic.Int64
+	heads     atomic.Int64
 
 	mu      sync.Mutex
 	reqs    []*Req
@@ -193,6 +194,10 @@ func (u *Upstream) Close() {
 	u.wg.Wait()
 }
 
+// Heads is the number of request heads read so far, whether or not their
+// bodies have arrived yet: requests under way.
+func (u *Upstream) Heads() int64 { return u.heads.Load() }
+
 // Open is the number of connections open now; Total, of connections ever
 // accepted.
 func (u *Upstream) Open() int64  { return u.open.Load() }
@@ -201,7 +206,7 @@ func (u *Upstream) Total() int64 { return u.total.Load() }
 func (u *Upstream) serve(id int, c net.Conn) {
 	br := bufio.NewReader(c)
 	for n := 1; ; n++ {
-		r, err := upstreamReadReq(br)
+		r, err := upstreamReadReq(br, func() { u.heads.Add(1) })
 		if err != nil {
 			return
 		}
@@ -236,8 +241,9 @@ func (u *Upstream) serve(id int, c net.Conn) {
 	}
 }
 
-// upstreamReadReq reads one request head and its body from br.
-func upstreamReadReq(br *bufio.Reader) (*Req, error) {
+// upstreamReadReq reads one request head and its body from br, calling
+// onHead in between.
+func upstreamReadReq(br *bufio.Reader, onHead func()) (*Req, error) {
 	r := &Req{}
 	var head strings.Builder
 	for {
@@ -265,6 +271,7 @@ func upstreamReadReq(br *bufio.Reader) (*Req, error) {
 	r.Head = head.String()
 	r.Method, r.Target, _ = strings.Cut(r.Line, " ")
 	r.Target, _, _ = strings.Cut(r.Target, " ")
+	onHead()
 	var body io.Reader
 	if te := r.Values("Transfer-Encoding"); len(te) > 0 && strings.EqualFold(te[len(te)-1], "chunked") {
 		body = httputil.NewChunkedReader(br)
