@@ -5,9 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,16 +19,13 @@ import (
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	const pieces, piece = 30, 64 << 10
-	var begun atomic.Int64 // requests the upstream has started on
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		begun.Add(1)
-		if r.URL.Path == "/slow" {
-			time.Sleep(2500 * time.Millisecond)
+	up := StartUpstream(t, func(r *Req) Answer {
+		a := Answer{Body: strconv.Itoa(len(r.Body))}
+		if path, _, _ := strings.Cut(r.Target, "?"); path == "/slow" {
+			a.Delay = 2500 * time.Millisecond
 		}
-		n, _ := io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "%d", n)
-	}))
-	defer up.Close()
+		return a
+	})
 	g := fwdGate(t, up.URL, map[string]string{
 		"SESSIONGATE_SHUTDOWN_DELAY":   "1s",
 		"SESSIONGATE_SHUTDOWN_TIMEOUT": "10s",
@@ -70,7 +66,7 @@ func TestGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		slow <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}()
-	waitUntil(t, 5*time.Second, "both requests in flight at the upstream", func() bool { return begun.Load() == 2 })
+	waitUntil(t, 5*time.Second, "both requests in flight at the upstream", func() bool { return up.Heads() >= 2 })
 
 	g.Signal(syscall.SIGTERM)
 	signalled := time.Now()
