@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -422,17 +421,7 @@ func TestForwardBodylessAnswers(t *testing.T) {
 
 func TestForwardKeepsConnectionsAlive(t *testing.T) {
 	t.Parallel()
-	var newConns atomic.Int64
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
-	}))
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			newConns.Add(1)
-		}
-	}
-	up.Start()
-	defer up.Close()
+	up := StartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
 	for i := range 20 {
@@ -441,7 +430,7 @@ func TestForwardKeepsConnectionsAlive(t *testing.T) {
 			t.Fatalf("request %d: got %d %q close=%v, want 200 \"ok\" keep-alive", i, resp.StatusCode, body, resp.Close)
 		}
 	}
-	if n := newConns.Load(); n != 1 {
+	if n := up.Total(); n != 1 {
 		t.Errorf("upstream connections for 20 sequential requests: got %d, want 1", n)
 	}
 }
@@ -478,7 +467,7 @@ func TestForwardExpectContinue(t *testing.T) {
 func TestForwardPoolLimit(t *testing.T) {
 	t.Parallel()
 	var cur, peak atomic.Int64
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := StartUpstream(t, func(*Req) Answer {
 		n := cur.Add(1)
 		defer cur.Add(-1)
 		for {
@@ -488,9 +477,8 @@ func TestForwardPoolLimit(t *testing.T) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		io.WriteString(w, "ok")
-	}))
-	defer up.Close()
+		return Answer{Body: "ok"}
+	})
 	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_UPSTREAM_MAX_CONNS": "2"})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
