@@ -67,11 +67,25 @@ func TestMain(m *testing.M) {
 		parallelGiven = parallelGiven || f.Name == "test.parallel" || f.Name == "test.fuzzworker"
 	})
 	if fz := flag.Lookup("test.fuzz"); !parallelGiven && (fz == nil || fz.Value.String() == "") {
-		flag.Set("test.parallel", "16")
+		flag.Set("test.parallel", parallelDefault())
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// raceDetector is set when the tests are built with -race.
+var raceDetector bool
+
+// parallelDefault is -parallel when none is given: enough tests at once to
+// keep two CPUs busy while most of them wait, fewer with the race
+// detector, whose CPU cost would otherwise starve the stand-in upstreams
+// and clients of the tests running beside them.
+func parallelDefault() string {
+	if raceDetector {
+		return "8"
+	}
+	return "16"
 }
 
 // notice writes msg where a person running `go test ./...` sees it: go test
