@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"syscall"
@@ -68,6 +67,7 @@ func cpuTicks(t *testing.T, pid int) int {
 // request paths (with the event loop on, the loop's accept; off, fasthttp's
 // Serve through the retrying listener).
 func TestAcceptOutOfDescriptors(t *testing.T) {
+	t.Parallel()
 	for _, loop := range []string{"true", "false"} {
 		t.Run("event_loop="+loop, func(t *testing.T) {
 			t.Parallel()
@@ -77,10 +77,10 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 }
 
 func testAcceptOutOfDescriptors(t *testing.T, loop string) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok "+r.URL.Path)
-	}))
-	t.Cleanup(up.Close)
+	up := StartUpstream(t, func(r *Req) Answer {
+		path, _, _ := strings.Cut(r.Target, "?")
+		return Answer{Body: "ok " + path}
+	})
 	r := StartRedis(t)
 	env := GateEnv(up.URL, r.URL())
 	env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop

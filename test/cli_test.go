@@ -3,7 +3,6 @@ package test
 import (
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 )
 
 func TestVersionAndHelp(t *testing.T) {
+	t.Parallel()
 	code, out := RunGate(t, nil, "version")
 	if code != 0 || !strings.HasPrefix(out, "sessiongate ") {
 		t.Fatalf("version: got code %d output %q, want 0 and \"sessiongate ...\"", code, out)
@@ -29,6 +29,7 @@ func TestVersionAndHelp(t *testing.T) {
 }
 
 func TestBadConfigurationExits2NamingTheKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -43,6 +44,7 @@ func TestBadConfigurationExits2NamingTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			code, out := RunGate(t, tt.env, tt.args...)
 			if code != 2 {
 				t.Fatalf("got exit %d, want 2; output:\n%s", code, out)
@@ -55,10 +57,11 @@ func TestBadConfigurationExits2NamingTheKey(t *testing.T) {
 }
 
 func TestStartsProxiesAndStopsOnSIGTERM(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "hello from upstream "+r.URL.Path)
-	}))
-	defer up.Close()
+	t.Parallel()
+	up := StartUpstream(t, func(r *Req) Answer {
+		path, _, _ := strings.Cut(r.Target, "?")
+		return Answer{Body: "hello from upstream " + path}
+	})
 	rds := StartRedis(t)
 	start := time.Now()
 	g := StartGate(t, GateEnv(up.URL, rds.URL()))
@@ -81,8 +84,8 @@ func TestStartsProxiesAndStopsOnSIGTERM(t *testing.T) {
 }
 
 func TestHealthcheckCommand(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
+	t.Parallel()
+	up := StartUpstream(t, nil)
 	rds := StartRedis(t)
 	env := GateEnv(up.URL, rds.URL())
 	env["SESSIONGATE_SHUTDOWN_DELAY"] = "3s"
@@ -94,7 +97,16 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 	// Draining: /readyz turns 503 during shutdown.delay, so the check fails.
 	g.Signal(syscall.SIGTERM)
-	time.Sleep(300 * time.Millisecond)
+	if !WaitFor(3*time.Second, func() bool {
+		resp, err := http.Get(g.AdminURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	}) {
+		t.Fatalf("/readyz not 503 within shutdown.delay after SIGTERM")
+	}
 	if code, _ := RunGate(t, map[string]string{"SESSIONGATE_ADMIN_LISTEN": admin}, "healthcheck"); code != 1 {
 		t.Fatalf("healthcheck of a draining gate: got exit %d, want 1", code)
 	}
@@ -110,6 +122,7 @@ func TestHealthcheckCommand(t *testing.T) {
 // environment and from flags, and an invalid value, are all reported, one
 // line each with the key and the value, and the exit status is 2.
 func TestConfigurationProblemsAllAtOnce(t *testing.T) {
+	t.Parallel()
 	code, out := RunGate(t, map[string]string{
 		"SESSIONGATE_REDIS_TIMEOUT":      "fast",
 		"SESSIONGATE_UPSTREAM_MAX_CONNS": "many",
@@ -146,6 +159,7 @@ func TestConfigurationProblemsAllAtOnce(t *testing.T) {
 // `sessiongate help <command>` print that command's flags, not the proxy's
 // forty; the bare --help lists the commands and every flag.
 func TestCommandHelpShowsItsOwnFlags(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		cmd       string
 		want, not []string
@@ -189,6 +203,7 @@ func TestCommandHelpShowsItsOwnFlags(t *testing.T) {
 // `sessiongate --listen=… demo` says the command must come first instead of
 // an "unexpected argument".
 func TestFlagsBeforeTheCommand(t *testing.T) {
+	t.Parallel()
 	code, out := RunGate(t, nil, "--listen=127.0.0.1:0", "demo")
 	if code != 2 || !strings.Contains(out, "command must come first") || !strings.Contains(out, "sessiongate demo") {
 		t.Errorf("got exit %d, output %q; want 2 and that the command must come first", code, out)
@@ -199,6 +214,7 @@ func TestFlagsBeforeTheCommand(t *testing.T) {
 // command, and a plain `go build` in a git checkout reports the commit it
 // was built from, not "dev".
 func TestVersionFlagReportsTheRevision(t *testing.T) {
+	t.Parallel()
 	code, byFlag := RunGate(t, nil, "--version")
 	_, byCmd := RunGate(t, nil, "version")
 	if code != 0 || byFlag != byCmd {

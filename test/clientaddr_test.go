@@ -22,6 +22,7 @@ func fieldValues(head, name string) []string {
 }
 
 func TestClientAddress(t *testing.T) {
+	t.Parallel()
 	const spoof = "GET /api/v1/me HTTP/1.1\r\nHost: chat.example\r\n" +
 		"Connection: X-Real-IP, x-forwarded-for\r\n" + // must not strip what sessiongate sets
 		"x-real-ip: 6.6.6.6\r\n" +

@@ -138,27 +138,56 @@ type clientReport struct {
 	Seconds    float64 `json:"seconds"`
 }
 
+// clientRun is client.js running with args.
+type clientRun struct {
+	args           []string
+	stdout, stderr bytes.Buffer
+	err            error
+	done           chan struct{}
+}
+
+// startClient starts client.js with args; report waits for it. It is
+// stopped at t's cleanup if still running.
+func startClient(t *testing.T, args ...string) *clientRun {
+	r := &clientRun{args: args, done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	go func() {
+		defer close(r.done)
+		cmd := exec.CommandContext(ctx, "node", append([]string{"client.js"}, args...)...)
+		cmd.Dir = "clients"
+		cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
+		r.err = cmd.Run()
+	}()
+	return r
+}
+
+// report waits for the client and returns its report; a client that did
+// not pass fails t with its own words.
+func (c *clientRun) report(t *testing.T) clientReport {
+	t.Helper()
+	<-c.done
+	args, runErr := c.args, c.err
+	lines := strings.Split(strings.TrimSpace(c.stdout.String()), "\n")
+	var r clientReport
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("client %v: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", args, err, runErr, c.stdout.String(), c.stderr.String())
+	}
+	if !r.OK || runErr != nil {
+		t.Fatalf("client %v failed (exit %v): %s\nstderr:\n%s", args, runErr, r.Error, c.stderr.String())
+	}
+	t.Logf("client %v: %s\n%s", args[0], lines[len(lines)-1], c.stderr.String())
+	return r
+}
+
 // runClient runs client.js with args and returns its report; a client
 // that did not pass fails t with its own words.
 func runClient(t *testing.T, args ...string) clientReport {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", append([]string{"client.js"}, args...)...)
-	cmd.Dir = "clients"
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var r clientReport
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		t.Fatalf("client %v: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", args, err, runErr, stdout.String(), stderr.String())
-	}
-	if !r.OK || runErr != nil {
-		t.Fatalf("client %v failed (exit %v): %s\nstderr:\n%s", args, runErr, r.Error, stderr.String())
-	}
-	t.Logf("client %v: %s\n%s", args[0], lines[len(lines)-1], stderr.String())
-	return r
+	return startClient(t, args...).report(t)
 }
 
 // realClientPaths are the request paths to test: the one
@@ -182,52 +211,59 @@ func TestRealClients(t *testing.T) {
 	up := startNodeUpstream(t, 25*time.Second)
 	r := StartRedis(t)
 	const idle = "27000"
+	// Every client is started here, at once, and each subtest waits for
+	// its own: as parallel subtests they would queue behind the rest of
+	// the suite before starting their half-minute conversations.
+	type client struct {
+		name  string
+		run   *clientRun
+		check func(t *testing.T, rep clientReport)
+	}
+	clients := map[string][]client{}
+	for _, loop := range realClientPaths() {
+		env := GateEnv(up, r.URL())
+		env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop
+		env["SESSIONGATE_LOG_ACCESS"] = "false"
+		env["SESSIONGATE_LOG_LEVEL"] = "info"
+		g := StartGate(t, env)
+		for _, transport := range []string{"websocket", "xhr-streaming", "xhr-polling"} {
+			clients[loop] = append(clients[loop], client{"sockjs-client/" + transport, startClient(t, "sockjs", g.URL, transport, idle), func(t *testing.T, rep clientReport) {
+				if rep.Transport != transport || rep.Session != "x" || !rep.Pong || rep.Burst == 0 || !rep.AfterIdle {
+					t.Errorf("report: got %+v, want transport %s, DDP connected, pong, burst and a call after the idle time", rep, transport)
+				}
+				// On a WebSocket the heartbeat is a ping frame,
+				// which sockjs-client does not report.
+				if transport != "websocket" && rep.Heartbeats < 1 {
+					t.Errorf("heartbeats: got %d, want the upstream's 25 s heartbeat to reach the client", rep.Heartbeats)
+				}
+			}})
+		}
+		clients[loop] = append(clients[loop], client{"ws/ddp", startClient(t, "ws", g.URL, idle), func(t *testing.T, rep clientReport) {
+			if rep.Session != "x" || !rep.Pong || rep.Burst == 0 || !rep.AfterIdle || !rep.BigFrame {
+				t.Errorf("report: got %+v, want DDP connected, pong, burst, a call after the idle time and a 1 MB frame", rep)
+			}
+			if rep.Pings < 1 {
+				t.Errorf("DDP pings: got %d, want the upstream's ping after 25 s to reach the client", rep.Pings)
+			}
+		}})
+		clients[loop] = append(clients[loop], client{"rocketchat-sdk", startClient(t, "rocketchat", g.URL, "12000"), func(t *testing.T, rep clientReport) {
+			if rep.Status != "connected" || rep.Calls != 21 || !rep.REST || rep.Slow != 12000 {
+				t.Errorf("report: got %+v, want DDP connected, 21 method results, REST answers and the 12 s answer", rep)
+			}
+		}})
+		clients[loop] = append(clients[loop], client{"http/rest", startClient(t, "rest", g.URL, "12000"), func(t *testing.T, rep clientReport) {
+			if rep.Slow != 12000 || rep.Conns != 1 {
+				t.Errorf("report: got %+v, want the 12 s answer on one kept-alive connection", rep)
+			}
+		}})
+	}
 	for _, loop := range realClientPaths() {
 		t.Run("event_loop="+loop, func(t *testing.T) {
-			t.Parallel()
-			env := GateEnv(up, r.URL())
-			env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop
-			env["SESSIONGATE_LOG_ACCESS"] = "false"
-			env["SESSIONGATE_LOG_LEVEL"] = "info"
-			g := StartGate(t, env)
-			for _, transport := range []string{"websocket", "xhr-streaming", "xhr-polling"} {
-				t.Run("sockjs-client/"+transport, func(t *testing.T) {
-					t.Parallel()
-					rep := runClient(t, "sockjs", g.URL, transport, idle)
-					if rep.Transport != transport || rep.Session != "x" || !rep.Pong || rep.Burst == 0 || !rep.AfterIdle {
-						t.Errorf("report: got %+v, want transport %s, DDP connected, pong, burst and a call after the idle time", rep, transport)
-					}
-					// On a WebSocket the heartbeat is a ping frame,
-					// which sockjs-client does not report.
-					if transport != "websocket" && rep.Heartbeats < 1 {
-						t.Errorf("heartbeats: got %d, want the upstream's 25 s heartbeat to reach the client", rep.Heartbeats)
-					}
+			for _, c := range clients[loop] {
+				t.Run(c.name, func(t *testing.T) {
+					c.check(t, c.run.report(t))
 				})
 			}
-			t.Run("ws/ddp", func(t *testing.T) {
-				t.Parallel()
-				rep := runClient(t, "ws", g.URL, idle)
-				if rep.Session != "x" || !rep.Pong || rep.Burst == 0 || !rep.AfterIdle || !rep.BigFrame {
-					t.Errorf("report: got %+v, want DDP connected, pong, burst, a call after the idle time and a 1 MB frame", rep)
-				}
-				if rep.Pings < 1 {
-					t.Errorf("DDP pings: got %d, want the upstream's ping after 25 s to reach the client", rep.Pings)
-				}
-			})
-			t.Run("rocketchat-sdk", func(t *testing.T) {
-				t.Parallel()
-				rep := runClient(t, "rocketchat", g.URL, "12000")
-				if rep.Status != "connected" || rep.Calls != 21 || !rep.REST || rep.Slow != 12000 {
-					t.Errorf("report: got %+v, want DDP connected, 21 method results, REST answers and the 12 s answer", rep)
-				}
-			})
-			t.Run("http/rest", func(t *testing.T) {
-				t.Parallel()
-				rep := runClient(t, "rest", g.URL, "12000")
-				if rep.Slow != 12000 || rep.Conns != 1 {
-					t.Errorf("report: got %+v, want the 12 s answer on one kept-alive connection", rep)
-				}
-			})
 		})
 	}
 }

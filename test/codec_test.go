@@ -54,6 +54,7 @@ func codecBadHeadUpstream(t *testing.T) *fwdUpstream {
 // only seen once the head is on its way, so there the client connection
 // is cut: no answer, or a body that never completes.
 func TestBadUpstreamHeadIs502(t *testing.T) {
+	t.Parallel()
 	up := codecBadHeadUpstream(t)
 	g := fwdGate(t, up.URL, nil)
 	for name := range codecBadHeads {
@@ -93,6 +94,7 @@ func TestBadUpstreamHeadIs502(t *testing.T) {
 // options than any client sends is refused with 400 on both paths, and
 // nothing is forwarded.
 func TestTooManyConnectionTokens(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	var list []string
@@ -119,6 +121,7 @@ func TestTooManyConnectionTokens(t *testing.T) {
 // requests with Upgrade dropped, and a 101 that does not switch to
 // websocket is 502, not a tunnel.
 func TestUpgradeOtherThanWebSocket(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		switch target := strings.Fields(head)[1]; target {
 		case "/h2c-101":
@@ -180,6 +183,7 @@ func TestUpgradeOtherThanWebSocket(t *testing.T) {
 // way upstream, on both paths. An authority with userinfo or none at all
 // is refused.
 func TestAbsoluteFormTargetHost(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)

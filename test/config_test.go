@@ -13,6 +13,7 @@ import (
 // with settings from every layer: it prints them as YAML with the secrets
 // redacted and exits 0; the output, saved as a file, loads to the same.
 func TestCheckConfigPrintsEffectiveSettings(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "sessiongate.yaml")
 	os.WriteFile(file, []byte("upstream:\n  url: http://rocketchat:3000\nlog:\n  level: warn\n"), 0o600)
@@ -79,6 +80,7 @@ func TestCheckConfigPrintsEffectiveSettings(t *testing.T) {
 }
 
 func TestCheckConfigRejectsBadConfiguration(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	unknown := filepath.Join(dir, "unknown.yaml")
 	os.WriteFile(unknown, []byte("upstream:\n  urll: http://127.0.0.1:3000\n"), 0o600)
@@ -101,6 +103,7 @@ func TestCheckConfigRejectsBadConfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			code, out := RunGate(t, tt.env, append([]string{"check-config"}, tt.args...)...)
 			if code != 2 {
 				t.Fatalf("got exit %d, want 2:\n%s", code, out)
@@ -120,6 +123,7 @@ func TestCheckConfigRejectsBadConfiguration(t *testing.T) {
 // TestExampleConfigurationIsValid: the example file at the top of the
 // repository passes check-config as it is.
 func TestExampleConfigurationIsValid(t *testing.T) {
+	t.Parallel()
 	code, out := RunGate(t, nil, "check-config", "--config", "../sessiongate.example.yaml")
 	if code != 0 {
 		t.Fatalf("check-config sessiongate.example.yaml: got exit %d:\n%s", code, out)

@@ -134,6 +134,7 @@ func curl(t *testing.T, args []string) (*http.Response, []byte) {
 // by sessiongate, so without the stand-in's header), the forwarded calls
 // (with it), the WebSocket echo and the admin URLs.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	g := StartGate(t, map[string]string{
 		"SESSIONGATE_LISTEN":       "127.0.0.1:0",
 		"SESSIONGATE_ADMIN_LISTEN": "127.0.0.1:0",
@@ -254,6 +255,7 @@ func demoWebSocketEcho(t *testing.T, url string) {
 // TestDemoRefusesABusyPort: the demo's fixed default ports may be taken; it
 // must say so and exit 2, not print a banner for someone else's server.
 func TestDemoRefusesABusyPort(t *testing.T) {
+	t.Parallel()
 	up := &http.Server{Handler: http.NotFoundHandler()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 // a streamed response (SockJS xhr-streaming) frees its upstream connection
 // within about a second, not at sessiongate's next failed write to it.
 func TestDroppedStreamClosesUpstream(t *testing.T) {
+	t.Parallel()
 	closed := make(chan time.Duration, 10)
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		line, _, _ := strings.Cut(head, "\r\n")
@@ -95,6 +96,7 @@ func TestDroppedStreamClosesUpstream(t *testing.T) {
 // the client while the upstream is silent must not take a passed
 // request-head deadline for the client leaving.
 func TestPausingStreamOutlivesReadHeaderTimeout(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n")
 		time.Sleep(2500 * time.Millisecond)

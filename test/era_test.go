@@ -1,9 +1,7 @@
 package test
 
 import (
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,30 +13,25 @@ import (
 func startVersionedUpstream(t *testing.T, version string) (url string, infoRequests *atomic.Int64) {
 	t.Helper()
 	infoRequests = new(atomic.Int64)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		if r.Method == http.MethodGet && r.URL.Path == "/api/info" {
+	up := StartUpstream(t, func(r *Req) Answer {
+		if path, _, _ := strings.Cut(r.Target, "?"); r.Method == http.MethodGet && path == "/api/info" {
 			infoRequests.Add(1)
-			if version == "" {
-				io.WriteString(w, `{"success":true}`)
-			} else {
-				io.WriteString(w, `{"version":"`+version+`","success":true}`)
+			body := `{"success":true}`
+			if version != "" {
+				body = `{"version":"` + version + `","success":true}`
 			}
-			return
+			return Answer{Header: []string{"Content-Type: application/json"}, Body: body}
 		}
-		w.Header().Set("X-Stand-In", "upstream")
-		w.WriteHeader(http.StatusTeapot)
-		io.WriteString(w, `{"from":"upstream"}`)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, infoRequests
+		return Answer{Status: http.StatusTeapot, Header: []string{"Content-Type: application/json", "X-Stand-In: upstream"}, Body: `{"from":"upstream"}`}
+	})
+	return up.URL, infoRequests
 }
 
 // TestRouteFollowsUpstreamVersion: with rocketchat.version auto the gate
 // asks the upstream's /api/info, shows the version in its metrics and log,
 // and answers as that era does (docs/eras.md).
 func TestRouteFollowsUpstreamVersion(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})
 	upURL, infoRequests := startVersionedUpstream(t, "8.1.2")
@@ -63,6 +56,7 @@ func TestRouteFollowsUpstreamVersion(t *testing.T) {
 // TestRouteFallbackVersion: an upstream that hides its version gets the
 // fallback's era, and the log says so.
 func TestRouteFallbackVersion(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	upURL, _ := startVersionedUpstream(t, "")
 	g := StartGate(t, routeEnv(upURL, r.URL(), "SESSIONGATE_ROCKETCHAT_VERSION", "auto", "SESSIONGATE_ROCKETCHAT_FALLBACK_VERSION", "7.4.0"))
@@ -75,6 +69,7 @@ func TestRouteFallbackVersion(t *testing.T) {
 
 // TestCheckConfigShowsUpstreamVersion: check-config asks the upstream too.
 func TestCheckConfigShowsUpstreamVersion(t *testing.T) {
+	t.Parallel()
 	upURL, _ := startVersionedUpstream(t, "6.12.1")
 	code, out := RunGate(t, map[string]string{"SESSIONGATE_UPSTREAM_URL": upURL}, "check-config")
 	if code != 0 || !strings.Contains(out, "# rocketchat: version 6.12.1 (upstream), era 5.0-7.3\n") {
@@ -90,13 +85,14 @@ func TestCheckConfigShowsUpstreamVersion(t *testing.T) {
 // above is Node's to refuse (400 before Rocket.Chat runs), so the gate
 // forwards it unchanged instead of answering.
 func TestRouteForwardsWhatNodeRefuses(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{"\xe9": `{"x":1}`})
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 	target := routePath + "?sessionId=\xe9"
 	routeCheckForwarded(t, "raw 0xE9 in the query", routeDo(t, g.Addr, "GET", target, routeCreds(routeSeedUser, routeSeedToken)...))
-	if seen := up.take(); len(seen) != 1 || seen[0].Target != target {
+	if seen := up.Take(); len(seen) != 1 || seen[0].Target != target {
 		t.Errorf("the upstream received %+v, want the request unchanged", seen)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -28,48 +27,17 @@ import (
 // the other mid-stream, pipelined bytes carried over, partial heads and
 // bodies, backpressure and the connection cap shared by both paths.
 
-// evSeen is one request as the echo upstream received it.
-type evSeen struct {
-	Method, Target, Body string
-	RealIP               []string
-}
-
-// evEcho is a stand-in upstream (net/http, so it also takes chunked
-// request bodies) that answers 200 with "METHOD TARGET BODY" and the path
-// in X-Echo-Target, and records every request.
-type evEcho struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	seen []evSeen
-}
-
-func evStartEcho(t *testing.T) *evEcho {
+// evStartEcho starts an Upstream that answers 200 with "METHOD TARGET BODY",
+// the target in X-Echo-Target and the X-Real-IP values it got in
+// X-Echo-Real-IP. It takes chunked request bodies too.
+func evStartEcho(t *testing.T) *Upstream {
 	t.Helper()
-	u := &evEcho{}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
+	return StartUpstream(t, func(r *Req) Answer {
+		return Answer{
+			Header: []string{"X-Echo-Target: " + r.Target, "X-Echo-Real-IP: " + strings.Join(r.Values("X-Real-IP"), "|")},
+			Body:   fmt.Sprintf("%s %s %s", r.Method, r.Target, r.Body),
 		}
-		u.mu.Lock()
-		u.seen = append(u.seen, evSeen{r.Method, r.RequestURI, string(body), r.Header.Values("X-Real-IP")})
-		u.mu.Unlock()
-		w.Header().Set("X-Echo-Target", r.RequestURI)
-		w.Header().Set("X-Echo-Real-IP", strings.Join(r.Header.Values("X-Real-IP"), "|"))
-		fmt.Fprintf(w, "%s %s %s", r.Method, r.RequestURI, body)
-	}))
-	t.Cleanup(u.srv.Close)
-	return u
-}
-
-// take returns and forgets what the upstream received so far.
-func (u *evEcho) take() []evSeen {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s := u.seen
-	u.seen = nil
-	return s
+	})
 }
 
 // evRead reads the next final response on br (interim 1xx answers are
@@ -136,11 +104,12 @@ func evClosed(t *testing.T, c net.Conn, br *bufio.Reader) {
 // requests go to the loop, then to the route (handed over), then to the
 // upstream again and with a chunked body, all answered in order.
 func TestEventLoopOneConnectionSwitchesPaths(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	answer, stored := routeSeedBodies(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
 	up := evStartEcho(t)
-	g := StartGate(t, GateEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, GateEnv(up.URL, r.URL()))
 	c, br := fwdDial(t, g)
 
 	forwarded := func(what, raw, method, want string) {
@@ -191,12 +160,12 @@ func TestEventLoopOneConnectionSwitchesPaths(t *testing.T) {
 	forwarded("POST with Content-Length", "POST /d HTTP/1.1\r\nHost: chat\r\nContent-Length: 3\r\n\r\nxyz", "POST", "POST /d xyz")
 	forwarded("GET /e", "GET /e HTTP/1.1\r\nHost: chat\r\n\r\n", "GET", "GET /e ")
 
-	seen := up.take()
+	seen := up.Take()
 	var got []string
 	for _, s := range seen {
-		got = append(got, s.Method+" "+s.Target+" "+s.Body)
-		if strings.Join(s.RealIP, "|") != "127.0.0.1" {
-			t.Errorf("%s %s: upstream got X-Real-IP %q, want exactly [127.0.0.1]", s.Method, s.Target, s.RealIP)
+		got = append(got, s.Method+" "+s.Target+" "+string(s.Body))
+		if ip := s.Values("X-Real-IP"); strings.Join(ip, "|") != "127.0.0.1" {
+			t.Errorf("%s %s: upstream got X-Real-IP %q, want exactly [127.0.0.1]", s.Method, s.Target, ip)
 		}
 	}
 	want := []string{"GET /a?x=1 ", "GET /b ", "POST /c hello world", "POST /d xyz", "GET /e "}
@@ -223,11 +192,12 @@ func evPost(path, body string) evPipeReq {
 // TestEventLoopPipelining: requests written in one write, loop-eligible
 // ones before and after ones the loop hands over, are answered in order.
 func TestEventLoopPipelining(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	answer, stored := routeSeedBodies(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
 	up := evStartEcho(t)
-	g := StartGate(t, GateEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, GateEnv(up.URL, r.URL()))
 
 	handedOver := map[string]evPipeReq{
 		"http1.0": {"GET /old HTTP/1.0\r\nHost: chat\r\nConnection: keep-alive\r\n\r\n", "GET", 200, "GET /old "},
@@ -308,7 +278,7 @@ func TestEventLoopPipelining(t *testing.T) {
 			}
 		}
 		evClosed(t, c, br)
-		for _, s := range up.take() {
+		for _, s := range up.Take() {
 			if s.Target == "/never" {
 				t.Errorf("the request after Connection: close reached the upstream")
 			}
@@ -319,6 +289,7 @@ func TestEventLoopPipelining(t *testing.T) {
 // TestEventLoopPartialArrival: heads and bodies trickling in are forwarded
 // intact once whole.
 func TestEventLoopPartialArrival(t *testing.T) {
+	t.Parallel()
 	bodies := make(chan []byte, 10)
 	up := fwdStartUpstream(t, func(c net.Conn, head string, body []byte) {
 		bodies <- append([]byte(nil), body...)
@@ -452,6 +423,8 @@ func evHWM(t *testing.T, g *Gate) int64 {
 // arrives byte-exact, the gate holding it back (backpressure) rather than
 // buffering it, and the connection is reusable afterwards.
 func TestEventLoopSlowReaderDownload(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the peak resident set size is read from /proc")
 	const n = 32 << 20
 	want := hashOf(n)
 	big := patternHandler(n)
@@ -520,6 +493,7 @@ func TestEventLoopSlowReaderDownload(t *testing.T) {
 // reaches an HTTP/1.1 client whole, re-framed as chunked, and the client's
 // connection goes on.
 func TestEventLoopCloseDelimitedResponse(t *testing.T) {
+	t.Parallel()
 	payload := bytes.Repeat([]byte("close-delimited body 0123456789\n"), 5000) // 160 000 bytes
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		if !strings.Contains(head, "/close") {
@@ -584,8 +558,9 @@ func TestEventLoopCloseDelimitedResponse(t *testing.T) {
 // TestEventLoopMaxConns: proxy.max_conns caps client connections on both
 // paths together.
 func TestEventLoopMaxConns(t *testing.T) {
+	t.Parallel()
 	up := evStartEcho(t)
-	g := fwdGate(t, up.srv.URL, map[string]string{"SESSIONGATE_PROXY_MAX_CONNS": "2"})
+	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_PROXY_MAX_CONNS": "2"})
 
 	works := func(what string, c net.Conn, br *bufio.Reader) {
 		t.Helper()
@@ -681,6 +656,7 @@ func TestEventLoopMaxConns(t *testing.T) {
 // Content-Length, 204, 304) carry no body bytes, one at a time and
 // pipelined, on the loop and after a handover.
 func TestEventLoopBodylessAnswers(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		target := strings.Fields(head)[1]
 		switch {
@@ -772,9 +748,10 @@ func TestEventLoopBodylessAnswers(t *testing.T) {
 // TestEventLoopIdleTimeout: proxy.idle_timeout closes a kept-alive client
 // connection that sends nothing for that long, and only such a one.
 func TestEventLoopIdleTimeout(t *testing.T) {
+	t.Parallel()
 	up := evStartEcho(t)
 	r := StartRedis(t)
-	env := GateEnv(up.srv.URL, r.URL())
+	env := GateEnv(up.URL, r.URL())
 	env["SESSIONGATE_PROXY_IDLE_TIMEOUT"] = "1s"
 	g := StartGate(t, env)
 	c, br := fwdDial(t, g)

@@ -14,9 +14,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,7 @@ const (
 )
 
 func TestUpstreamStoppedAndRestarted(t *testing.T) {
+	t.Parallel()
 	up := startFaultsUpstream(t)
 	rds := StartRedis(t)
 	g := StartGate(t, GateEnv(up.URL(), rds.URL()))
@@ -72,6 +75,7 @@ func TestUpstreamStoppedAndRestarted(t *testing.T) {
 }
 
 func TestUpstreamNeverAnswers(t *testing.T) {
+	t.Parallel()
 	// Accepts, reads, never writes: a wedged Rocket.Chat.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -150,6 +154,7 @@ func TestUpstreamNeverAnswers(t *testing.T) {
 }
 
 func TestUpstreamCutsResponseMidBody(t *testing.T) {
+	t.Parallel()
 	up := startFaultsUpstream(t)
 	rds := StartRedis(t)
 	g := StartGate(t, GateEnv(up.URL(), rds.URL()))
@@ -193,6 +198,7 @@ func TestUpstreamCutsResponseMidBody(t *testing.T) {
 // listener closes, in-flight requests finish within shutdown.timeout,
 // tunnels close, exit 0.
 func TestSIGTERMDrainsUploadsAndTunnels(t *testing.T) {
+	t.Parallel()
 	up := startFaultsUpstream(t)
 	rds := StartRedis(t)
 	env := GateEnv(up.URL(), rds.URL())
@@ -256,7 +262,8 @@ func TestSIGTERMDrainsUploadsAndTunnels(t *testing.T) {
 		sockets = append(sockets, ws)
 	}
 
-	time.Sleep(300 * time.Millisecond) // uploads are under way
+	// Uploads, the slow request and both handshakes are under way.
+	waitUntil(t, 5*time.Second, "every request's head at the upstream", func() bool { return up.Heads() >= uploads+3 })
 	start := time.Now()
 	g.Signal(syscall.SIGTERM)
 
@@ -331,6 +338,7 @@ func TestSIGTERMDrainsUploadsAndTunnels(t *testing.T) {
 // follow the new master, and no request may get a 401, 404 or 500 for a
 // login and session that exist, or another answer than the right one.
 func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv(requireRedisEnv) == "1" {
 			t.Fatal("redis-server not on PATH")
@@ -465,67 +473,50 @@ const faultsCutSize = 1 << 20
 //	/cut/chunked     chunked, half a MiB, then the connection is cut
 //	anything else    "ok <path>"
 type faultsUpstream struct {
-	addr    string
-	handler http.Handler
-	mu      sync.Mutex
-	srv     *http.Server
-	hijack  map[*websocket.Conn]struct{}
+	addr   string
+	script func(*Req) Answer
+	mu     sync.Mutex
+	up     *Upstream
 }
 
 func startFaultsUpstream(t *testing.T) *faultsUpstream {
 	t.Helper()
-	u := &faultsUpstream{addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), hijack: map[*websocket.Conn]struct{}{}}
-	upgrader := websocket.Upgrader{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "received %d", n)
-	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
-		select {
-		case <-time.After(time.Duration(ms) * time.Millisecond):
-			io.WriteString(w, "slept")
-		case <-r.Context().Done():
+	u := &faultsUpstream{addr: "127.0.0.1:" + strconv.Itoa(FreePort(t))}
+	upgrader := &websocket.Upgrader{}
+	u.script = func(r *Req) Answer {
+		path, query, _ := strings.Cut(r.Target, "?")
+		switch {
+		case path == "/upload":
+			return Answer{Body: fmt.Sprintf("received %d", len(r.Body))}
+		case path == "/slow":
+			q, _ := url.ParseQuery(query)
+			ms, _ := strconv.Atoi(q.Get("ms"))
+			return Answer{Delay: time.Duration(ms) * time.Millisecond, Body: "slept"}
+		case path == "/websocket":
+			return Answer{Take: func(c net.Conn, br *bufio.Reader) {
+				ws, _, err := r.AcceptWebSocket(c, br, upgrader, nil)
+				if err != nil {
+					return
+				}
+				defer ws.Close()
+				for {
+					mt, msg, err := ws.ReadMessage()
+					if err != nil {
+						return
+					}
+					if err := ws.WriteMessage(mt, msg); err != nil {
+						return
+					}
+				}
+			}}
+		case path == "/cut/length":
+			return Answer{Raw: "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(faultsCutSize) + "\r\n\r\n" + strings.Repeat("\x00", faultsCutSize/2), Close: true}
+		case path == "/cut/chunked":
+			return Answer{Raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(faultsCutSize/2, 16) + "\r\n" + strings.Repeat("\x00", faultsCutSize/2) + "\r\n", Close: true}
+		default:
+			return Answer{Body: "ok " + path}
 		}
-	})
-	mux.HandleFunc("/websocket", func(w http.ResponseWriter, r *http.Request) {
-		ws, err := upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		u.mu.Lock()
-		u.hijack[ws] = struct{}{}
-		u.mu.Unlock()
-		defer func() {
-			u.mu.Lock()
-			delete(u.hijack, ws)
-			u.mu.Unlock()
-			ws.Close()
-		}()
-		for {
-			mt, msg, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := ws.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	})
-	mux.HandleFunc("/cut/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/cut/length" {
-			w.Header().Set("Content-Length", strconv.Itoa(faultsCutSize))
-		}
-		w.Write(make([]byte, faultsCutSize/2))
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // net/http closes the connection
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok "+r.URL.Path)
-	})
-	u.handler = mux
+	}
 	u.Start(t)
 	t.Cleanup(u.Stop)
 	return u
@@ -534,39 +525,31 @@ func startFaultsUpstream(t *testing.T) *faultsUpstream {
 // URL is the upstream's http:// URL.
 func (u *faultsUpstream) URL() string { return "http://" + u.addr }
 
-// Start listens on the upstream's address again (retrying while the port is
-// still held by the previous listener's connections).
+// Heads is the number of request heads the running upstream has read.
+func (u *faultsUpstream) Heads() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.up.Heads()
+}
+
+// Start listens on the upstream's address again.
 func (u *faultsUpstream) Start(t *testing.T) {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if ln, err = net.Listen("tcp", u.addr); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("upstream listen %s: %v", u.addr, err)
-	}
-	srv := &http.Server{Handler: u.handler, ErrorLog: nil}
+	up := StartUpstreamAt(t, u.addr, u.script)
 	u.mu.Lock()
-	u.srv = srv
+	u.up = up
 	u.mu.Unlock()
-	go srv.Serve(ln)
 }
 
 // Stop closes the listener and every connection, WebSockets included, as a
 // process that died would.
 func (u *faultsUpstream) Stop() {
 	u.mu.Lock()
-	srv := u.srv
-	u.srv = nil
-	for ws := range u.hijack {
-		ws.NetConn().Close()
-	}
+	up := u.up
+	u.up = nil
 	u.mu.Unlock()
-	if srv != nil {
-		srv.Close()
+	if up != nil {
+		up.Close()
 	}
 }
 
@@ -645,11 +628,16 @@ func faultsGet(t *testing.T, c *http.Client, url string) (int, string) {
 }
 
 // faultsUsage is what a process holds: goroutines (from /metrics) and open
-// file descriptors (from /proc).
+// file descriptors (from /proc, so Linux only: elsewhere fds is 0 and not
+// compared).
 type faultsUsage struct{ goroutines, fds int }
 
 func faultsResources(t *testing.T, g *Gate) faultsUsage {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Log("linux only: open file descriptors are counted from /proc, not checked here")
+		return faultsUsage{goroutines: int(g.Metric("go_goroutines "))}
+	}
 	ents, err := os.ReadDir("/proc/" + strconv.Itoa(g.Pid()) + "/fd")
 	if err != nil {
 		t.Fatalf("counting fds: %v", err)

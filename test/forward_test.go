@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,105 +30,46 @@ func fwdGate(t *testing.T, upstreamURL string, extra map[string]string) *Gate {
 	return StartGate(t, env)
 }
 
-// fwdUpstream is a raw TCP stand-in upstream: each request head it reads
-// (and the body its Content-Length announces) is recorded, and handle
-// answers on the raw connection. It counts open connections.
+// fwdUpstream is Upstream driven by a handler that writes each answer on
+// the raw connection itself, for peers whose misbehaviour is a matter of
+// timing (a trickle, a stall, a close mid-body) rather than of bytes.
 type fwdUpstream struct {
-	ln    net.Listener
+	*Upstream
 	URL   string
-	heads chan string
-	open  atomic.Int64
-	total atomic.Int64
+	open  fwdCount
+	total fwdCount
 }
 
-// fwdStartUpstream starts a raw upstream; handle writes the answer for one
-// request (head is the request head, body its Content-Length body). A nil
-// handle answers 200 "ok".
+// fwdCount reads one of Upstream's connection counters.
+type fwdCount func() int64
+
+func (c fwdCount) Load() int64 { return c() }
+
+// fwdStartUpstream starts an Upstream whose answer to each request is
+// written by handle (head is the request head, body its decoded body); a
+// nil handle answers 200 "ok".
 func fwdStartUpstream(t *testing.T, handle func(c net.Conn, head string, body []byte)) *fwdUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &fwdUpstream{ln: ln, URL: "http://" + ln.Addr().String(), heads: make(chan string, 100)}
-	if handle == nil {
-		handle = func(c net.Conn, _ string, _ []byte) {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	var script func(*Req) Answer
+	if handle != nil {
+		script = func(r *Req) Answer {
+			return Answer{Keep: true, Take: func(c net.Conn, _ *bufio.Reader) { handle(c, r.Head, r.Body) }}
 		}
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			u.open.Add(1)
-			u.total.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer u.open.Add(-1)
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					head, err := fwdReadHead(br)
-					if err != nil {
-						return
-					}
-					var body []byte
-					if n := fwdContentLength(head); n > 0 {
-						body = make([]byte, n)
-						if _, err := io.ReadFull(br, body); err != nil {
-							return
-						}
-					}
-					select {
-					case u.heads <- head:
-					default:
-					}
-					handle(c, head, body)
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return u
+	u := StartUpstream(t, script)
+	return &fwdUpstream{Upstream: u, URL: u.URL, open: u.Open, total: u.Total}
 }
 
 // next returns the next recorded request head.
 func (u *fwdUpstream) next(t *testing.T) string {
 	t.Helper()
-	select {
-	case h := <-u.heads:
-		return h
-	case <-time.After(5 * time.Second):
-		t.Fatal("upstream got no request in 5s")
-		return ""
-	}
+	return u.Next(t).Head
 }
 
 // none fails if the upstream got a request head within d.
 func (u *fwdUpstream) none(t *testing.T, d time.Duration) {
 	t.Helper()
-	select {
-	case h := <-u.heads:
-		t.Fatalf("upstream got a request it should not have:\n%s", h)
-	case <-time.After(d):
-	}
+	u.None(t, d)
 }
 
 // fwdReadHead reads one request or response head, up to its empty line.
@@ -198,6 +138,7 @@ func fwdRoundTrip(t *testing.T, c net.Conn, br *bufio.Reader, raw, method string
 }
 
 func TestForwardEveryMethod(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, body []byte) {
 		method, _, _ := strings.Cut(head, " ")
 		if method == "HEAD" {
@@ -237,6 +178,7 @@ func TestForwardEveryMethod(t *testing.T) {
 }
 
 func TestForwardRequestTargetByteForByte(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
@@ -269,6 +211,7 @@ func TestForwardRequestTargetByteForByte(t *testing.T) {
 }
 
 func TestForwardHeadersKeepCaseOrderAndValues(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
@@ -320,6 +263,7 @@ func indexOf(lines []string, s string) int {
 }
 
 func TestForwardResponseHeadersKept(t *testing.T) {
+	t.Parallel()
 	const date = "Date: Tue, 01 Jan 2030 00:00:00 GMT"
 	up := fwdStartUpstream(t, func(c net.Conn, _ string, _ []byte) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n"+
@@ -371,6 +315,7 @@ func TestForwardResponseHeadersKept(t *testing.T) {
 }
 
 func TestForwardHopByHopRemovedBothWays(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, _ string, _ []byte) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n"+
 			"Connection: keep-alive, X-Up-Private\r\n"+
@@ -424,6 +369,7 @@ func TestForwardHopByHopRemovedBothWays(t *testing.T) {
 }
 
 func TestForwardBodylessAnswers(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		switch {
 		case strings.HasPrefix(head, "HEAD "):
@@ -474,17 +420,8 @@ func TestForwardBodylessAnswers(t *testing.T) {
 }
 
 func TestForwardKeepsConnectionsAlive(t *testing.T) {
-	var newConns atomic.Int64
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
-	}))
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			newConns.Add(1)
-		}
-	}
-	up.Start()
-	defer up.Close()
+	t.Parallel()
+	up := StartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
 	for i := range 20 {
@@ -493,12 +430,13 @@ func TestForwardKeepsConnectionsAlive(t *testing.T) {
 			t.Fatalf("request %d: got %d %q close=%v, want 200 \"ok\" keep-alive", i, resp.StatusCode, body, resp.Close)
 		}
 	}
-	if n := newConns.Load(); n != 1 {
+	if n := up.Total(); n != 1 {
 		t.Errorf("upstream connections for 20 sequential requests: got %d, want 1", n)
 	}
 }
 
 func TestForwardExpectContinue(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, body []byte) {
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	})
@@ -527,8 +465,9 @@ func TestForwardExpectContinue(t *testing.T) {
 }
 
 func TestForwardPoolLimit(t *testing.T) {
+	t.Parallel()
 	var cur, peak atomic.Int64
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := StartUpstream(t, func(*Req) Answer {
 		n := cur.Add(1)
 		defer cur.Add(-1)
 		for {
@@ -538,9 +477,8 @@ func TestForwardPoolLimit(t *testing.T) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		io.WriteString(w, "ok")
-	}))
-	defer up.Close()
+		return Answer{Body: "ok"}
+	})
 	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_UPSTREAM_MAX_CONNS": "2"})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -570,6 +508,7 @@ func TestForwardPoolLimit(t *testing.T) {
 }
 
 func TestAccessLogKeepsSecretsOut(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)

@@ -208,6 +208,7 @@ func (c lingerConn) Close() error {
 }
 
 func TestSocketFuzzRawRequests(t *testing.T) {
+	t.Parallel()
 	count, seed := 2000, uint64(6)
 	if v, err := strconv.Atoi(os.Getenv("SESSIONGATE_FUZZ_COUNT")); err == nil {
 		count = v

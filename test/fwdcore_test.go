@@ -72,6 +72,7 @@ func slowGateEnv(t *testing.T, upURL string) map[string]string {
 // fresh connection, on one that sessiongate answered a route on, and on one
 // that carried a chunked upload — whichever request path serves them.
 func TestSlowUpstreamOutlivesReadHeaderTimeout(t *testing.T) {
+	t.Parallel()
 	up := slowUpstream(t)
 	env := slowGateEnv(t, up.URL)
 	env["SESSIONGATE_PROXY_READ_HEADER_TIMEOUT"] = "1s"
@@ -114,6 +115,7 @@ func TestSlowUpstreamOutlivesReadHeaderTimeout(t *testing.T) {
 // TestSlowHTTPSUpstreamOutlivesReadHeaderTimeout: the same with an https://
 // upstream, which the fasthttp path serves whatever proxy.event_loop says.
 func TestSlowHTTPSUpstreamOutlivesReadHeaderTimeout(t *testing.T) {
+	t.Parallel()
 	up := httptest.NewTLSServer(slowHandler())
 	t.Cleanup(up.Close)
 	g := fwdGate(t, up.URL, map[string]string{

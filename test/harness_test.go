@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,9 +57,35 @@ func TestMain(m *testing.M) {
 		}
 		notice("NOTE: redis-server not found on PATH; the black-box tests fall back to miniredis, an embedded Redis-protocol server, and skip what needs a real server (Cluster, Sentinel, pausing). Install redis-server to test against real Redis.")
 	}
+	// Most tests spend their time waiting on processes and sockets, not
+	// on the CPU: unless -parallel was given, run more of them at once than
+	// go test's default of one per CPU. Not when fuzzing, where -parallel
+	// is the number of fuzzing processes.
+	flag.Parse()
+	parallelGiven := false
+	flag.Visit(func(f *flag.Flag) {
+		parallelGiven = parallelGiven || f.Name == "test.parallel" || f.Name == "test.fuzzworker"
+	})
+	if fz := flag.Lookup("test.fuzz"); !parallelGiven && (fz == nil || fz.Value.String() == "") {
+		flag.Set("test.parallel", parallelDefault())
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// raceDetector is set when the tests are built with -race.
+var raceDetector bool
+
+// parallelDefault is -parallel when none is given: enough tests at once to
+// keep two CPUs busy while most of them wait, fewer with the race
+// detector, whose CPU cost would otherwise starve the stand-in upstreams
+// and clients of the tests running beside them.
+func parallelDefault() string {
+	if raceDetector {
+		return "8"
+	}
+	return "16"
 }
 
 // notice writes msg where a person running `go test ./...` sees it: go test
@@ -79,7 +107,9 @@ type Redis struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
-	mini *miniredis.Miniredis
+	// exited is closed when cmd has exited.
+	exited chan struct{}
+	mini   *miniredis.Miniredis
 }
 
 // StartRedis starts a Redis for t and stops it at cleanup. extra are
@@ -101,9 +131,19 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 		return r
 	}
 	r.dir = t.TempDir()
-	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	r.args = extra
-	r.Start()
+	// Tests run in parallel, so another process may take the free port
+	// before redis-server binds it: then try another.
+	var err error
+	for range 3 {
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		if err = r.start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(r.Stop)
 	return r
 }
@@ -121,24 +161,59 @@ func (r *Redis) Start() {
 		}
 		return
 	}
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// start runs redis-server on r.Addr and waits until it accepts
+// connections, or reports why it did not.
+func (r *Redis) start() error {
 	_, port, _ := net.SplitHostPort(r.Addr)
+	logPath := filepath.Join(r.dir, "redis.log")
+	var logFrom int64 // a restart appends to the log
+	if fi, err := os.Stat(logPath); err == nil {
+		logFrom = fi.Size()
+	}
+	// The port answering is not enough: it may be another test's server
+	// that took it first. This one says so in its own log.
+	ready := func() bool {
+		b, _ := os.ReadFile(logPath)
+		return int64(len(b)) > logFrom && bytes.Contains(b[logFrom:], []byte("eady to accept connections"))
+	}
 	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log")}, r.args...)
+		"--dir", r.dir, "--logfile", logPath}, r.args...)
 	r.cmd = exec.Command("redis-server", args...)
 	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v", err)
+		return fmt.Errorf("redis-server: %v", err)
 	}
+	exited := make(chan struct{})
+	r.exited = exited
+	go func(cmd *exec.Cmd) {
+		cmd.Wait()
+		close(exited)
+	}(r.cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", r.Addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			if ready() {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			// Most often the port was taken between FreePort and here.
+			log, _ := os.ReadFile(logPath)
+			r.cmd = nil
+			return fmt.Errorf("redis-server on %s exited at start: %s", r.Addr, log)
+		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not start: %v", r.Addr, err)
+			return fmt.Errorf("redis-server on %s did not start: %v", r.Addr, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -152,7 +227,7 @@ func (r *Redis) Stop() {
 		return
 	}
 	r.cmd.Process.Kill()
-	r.cmd.Wait()
+	<-r.exited
 	r.cmd = nil
 }
 
@@ -222,6 +297,11 @@ func GateEnv(upstreamURL, redisURL string) map[string]string {
 		// A fixed version: the gate does not ask the stand-in upstreams
 		// for /api/info, whose requests tests count.
 		"SESSIONGATE_ROCKETCHAT_VERSION": "7.3.0",
+		// With the tests running at once on a small machine, a Redis
+		// answer 250 ms late (the default) is load, not a fault: the
+		// route would forward and the test would see the upstream's
+		// answer. Tests of the timeout set their own.
+		"SESSIONGATE_REDIS_TIMEOUT": "2s",
 	}
 	if v, ok := os.LookupEnv("SESSIONGATE_TEST_EVENT_LOOP"); ok {
 		env["SESSIONGATE_PROXY_EVENT_LOOP"] = v
@@ -351,7 +431,17 @@ func (g *Gate) Metric(prefix string) float64 {
 	return -1
 }
 
-// RSS returns the process's resident set size in bytes (from /proc).
+// linuxOnly skips t, visibly with -v, where the test cannot run: off Linux
+// (it reads /proc, or needs the event loop).
+func linuxOnly(t testing.TB, why string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("linux only: " + why)
+	}
+}
+
+// RSS returns the process's resident set size in bytes (from /proc, so
+// Linux only: see linuxOnly).
 func (g *Gate) RSS() int64 {
 	g.t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.Pid()))

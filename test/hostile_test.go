@@ -17,10 +17,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,9 +34,10 @@ import (
 // address (docs/forwarding.md: appended), so a reader that trusts the last hop is not
 // fooled either.
 func TestClientAddressCannotBeSpoofed(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
-	g := StartGate(t, GateEnv(up.URL(), rds.URL()))
+	g := StartGate(t, GateEnv(up.URL, rds.URL()))
 
 	tests := []struct {
 		name    string
@@ -70,9 +69,10 @@ func TestClientAddressCannotBeSpoofed(t *testing.T) {
 // so the upstream would lose X-Real-IP and fall back to the socket address
 // (the proxy's) for every client: rate limits shared by everyone.
 func TestHopByHopTrickKeepsProxyHeaders(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
-	g := StartGate(t, GateEnv(up.URL(), rds.URL()))
+	g := StartGate(t, GateEnv(up.URL, rds.URL()))
 
 	tests := []struct {
 		name       string
@@ -94,10 +94,10 @@ func TestHopByHopTrickKeepsProxyHeaders(t *testing.T) {
 			}
 			head := hostileCheckClientAddr(t, resp, up)
 			if got := head.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != "http" {
-				t.Errorf("upstream got X-Forwarded-Proto %q, want [\"http\"]\nrequest head:\n%s", got, head.Raw)
+				t.Errorf("upstream got X-Forwarded-Proto %q, want [\"http\"]\nrequest head:\n%s", got, head.Head)
 			}
 			if got := head.Values("X-Forwarded-Host"); len(got) != 1 || got[0] != "chat.example" {
-				t.Errorf("upstream got X-Forwarded-Host %q, want [\"chat.example\"]\nrequest head:\n%s", got, head.Raw)
+				t.Errorf("upstream got X-Forwarded-Host %q, want [\"chat.example\"]\nrequest head:\n%s", got, head.Head)
 			}
 			for _, v := range head.Values("Connection") {
 				if strings.Contains(strings.ToLower(v), "x-") {
@@ -112,9 +112,10 @@ func TestHopByHopTrickKeepsProxyHeaders(t *testing.T) {
 // from a peer listed in proxy.trusted_proxies (an ingress in front of the
 // gate) the client-address headers are kept as sent.
 func TestTrustedProxyKeepsClientAddress(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
-	env := GateEnv(up.URL(), rds.URL())
+	env := GateEnv(up.URL, rds.URL())
 	env["SESSIONGATE_PROXY_TRUSTED_PROXIES"] = "127.0.0.0/8"
 	g := StartGate(t, env)
 
@@ -125,11 +126,11 @@ func TestTrustedProxyKeepsClientAddress(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("got status %d, want 200", resp.StatusCode)
 	}
-	head := up.only(t)
+	head := hostileOnly(t, up)
 	if got := head.Values("X-Real-IP"); len(got) != 1 || got[0] != "203.0.113.7" {
 		t.Errorf("upstream got X-Real-IP %q from a trusted peer, want [\"203.0.113.7\"]", got)
 	}
-	if got := head.ForwardedFor(); len(got) == 0 || got[0] != "203.0.113.7" {
+	if got := hostileForwardedFor(head); len(got) == 0 || got[0] != "203.0.113.7" {
 		t.Errorf("upstream got X-Forwarded-For %q from a trusted peer, want it to start with \"203.0.113.7\"", got)
 	}
 }
@@ -140,6 +141,8 @@ func TestTrustedProxyKeepsClientAddress(t *testing.T) {
 // up on the client, which releases the upstream connection: the upstream's
 // write then fails long before the whole body is written.
 func TestStalledClientDoesNotHoldMemory(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the resident set size is read from /proc")
 	const size = 128 << 20 // twice the RSS growth allowed below
 	type outcome struct {
 		written int
@@ -265,48 +268,29 @@ func hostileSeed(t testing.TB, c *redis.Client, logins ...hostileLogin) {
 	}
 }
 
-// hostileHead is one request head as the upstream received it, unparsed.
 // hostileCheckClientAddr asserts the upstream answered and received exactly
 // the proxy's own client address: X-Real-IP 127.0.0.1 and 127.0.0.1 last in
 // X-Forwarded-For, whatever the client sent. It returns the head received.
-func hostileCheckClientAddr(t *testing.T, resp *http.Response, up *hostileUpstream) hostileHead {
+func hostileCheckClientAddr(t *testing.T, resp *http.Response, up *Upstream) *Req {
 	t.Helper()
 	if resp.StatusCode != 200 {
 		t.Fatalf("got status %d, want 200 from the upstream", resp.StatusCode)
 	}
-	head := up.only(t)
+	head := hostileOnly(t, up)
 	if got := head.Values("X-Real-IP"); len(got) != 1 || got[0] != "127.0.0.1" {
-		t.Errorf("upstream got X-Real-IP %q, want exactly [\"127.0.0.1\"]\nrequest head:\n%s", got, head.Raw)
+		t.Errorf("upstream got X-Real-IP %q, want exactly [\"127.0.0.1\"]\nrequest head:\n%s", got, head.Head)
 	}
-	if got := head.ForwardedFor(); len(got) == 0 || got[len(got)-1] != "127.0.0.1" {
-		t.Errorf("upstream got X-Forwarded-For elements %q, want the last to be \"127.0.0.1\"\nrequest head:\n%s", got, head.Raw)
+	if got := hostileForwardedFor(head); len(got) == 0 || got[len(got)-1] != "127.0.0.1" {
+		t.Errorf("upstream got X-Forwarded-For elements %q, want the last to be \"127.0.0.1\"\nrequest head:\n%s", got, head.Head)
 	}
 	return head
 }
 
-type hostileHead struct {
-	Line  string   // the request line, without CRLF
-	Lines []string // the header lines, without CRLF, in order
-	Raw   string   // the whole head
-}
-
-// Values returns the values of every header line named name (any case),
-// trimmed, in order.
-func (h hostileHead) Values(name string) []string {
+// hostileForwardedFor returns the elements of every X-Forwarded-For line of
+// r, in order.
+func hostileForwardedFor(r *Req) []string {
 	var out []string
-	for _, l := range h.Lines {
-		k, v, ok := strings.Cut(l, ":")
-		if ok && strings.EqualFold(k, name) {
-			out = append(out, strings.TrimSpace(v))
-		}
-	}
-	return out
-}
-
-// ForwardedFor returns the elements of every X-Forwarded-For line, in order.
-func (h hostileHead) ForwardedFor() []string {
-	var out []string
-	for _, v := range h.Values("X-Forwarded-For") {
+	for _, v := range r.Values("X-Forwarded-For") {
 		for _, e := range strings.Split(v, ",") {
 			if e = strings.TrimSpace(e); e != "" {
 				out = append(out, e)
@@ -316,140 +300,24 @@ func (h hostileHead) ForwardedFor() []string {
 	return out
 }
 
-// hostileUpstream is a stand-in upstream on a raw TCP listener that records
-// every request head byte for byte before answering 200 with
+// startHostileUpstream starts an Upstream that answers 200 with
 // "X-Upstream: raw" and the request-target as the body.
-type hostileUpstream struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	heads []hostileHead
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startHostileUpstream(t testing.TB) *hostileUpstream {
+func startHostileUpstream(t testing.TB) *Upstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &hostileUpstream{ln: ln, conns: map[net.Conn]struct{}{}}
-	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u.mu.Lock()
-			u.conns[c] = struct{}{}
-			u.mu.Unlock()
-			u.wg.Add(1)
-			go func() {
-				defer u.wg.Done()
-				u.serve(c)
-				u.mu.Lock()
-				delete(u.conns, c)
-				u.mu.Unlock()
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		u.mu.Lock()
-		for c := range u.conns {
-			c.Close()
-		}
-		u.mu.Unlock()
-		u.wg.Wait()
+	return StartUpstream(t, func(r *Req) Answer {
+		return Answer{Header: []string{"X-Upstream: raw", "Content-Type: text/plain"}, Body: r.Target}
 	})
-	return u
 }
 
-// URL is the upstream's http:// URL.
-func (u *hostileUpstream) URL() string { return "http://" + u.ln.Addr().String() }
-
-// Reset forgets the recorded heads.
-func (u *hostileUpstream) Reset() {
-	u.mu.Lock()
-	u.heads = nil
-	u.mu.Unlock()
-}
-
-// Heads returns the heads recorded since the last Reset.
-func (u *hostileUpstream) Heads() []hostileHead {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]hostileHead(nil), u.heads...)
-}
-
-// only returns the one head recorded since Reset, failing t otherwise.
-func (u *hostileUpstream) only(t *testing.T) hostileHead {
+// hostileOnly returns the one request up received since its last Reset,
+// failing t otherwise.
+func hostileOnly(t *testing.T, up *Upstream) *Req {
 	t.Helper()
-	heads := u.Heads()
-	if len(heads) != 1 {
-		t.Fatalf("upstream got %d requests, want 1", len(heads))
+	reqs := up.Reqs()
+	if len(reqs) != 1 {
+		t.Fatalf("upstream got %d requests, want 1", len(reqs))
 	}
-	return heads[0]
-}
-
-// serve answers requests on c until it closes. Bodies (Content-Length or
-// chunked) are read and dropped.
-func (u *hostileUpstream) serve(c net.Conn) {
-	br := bufio.NewReader(c)
-	for {
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		var h hostileHead
-		var raw strings.Builder
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			raw.WriteString(line)
-			line = strings.TrimRight(line, "\r\n")
-			if line == "" {
-				break
-			}
-			if h.Line == "" {
-				h.Line = line
-			} else {
-				h.Lines = append(h.Lines, line)
-			}
-			if raw.Len() > 1<<20 {
-				return
-			}
-		}
-		h.Raw = raw.String()
-		u.mu.Lock()
-		u.heads = append(u.heads, h)
-		u.mu.Unlock()
-
-		var body io.Reader = http.NoBody
-		if te := h.Values("Transfer-Encoding"); len(te) > 0 && strings.EqualFold(te[len(te)-1], "chunked") {
-			body = httputil.NewChunkedReader(br)
-		} else if cl := h.Values("Content-Length"); len(cl) > 0 {
-			n, err := strconv.ParseInt(cl[0], 10, 64)
-			if err != nil || n < 0 {
-				return
-			}
-			body = io.LimitReader(br, n)
-		}
-		if _, err := io.Copy(io.Discard, body); err != nil {
-			return
-		}
-		method, rest, _ := strings.Cut(h.Line, " ")
-		target, _, _ := strings.Cut(rest, " ")
-		resp := "HTTP/1.1 200 OK\r\nX-Upstream: raw\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(target)) + "\r\n\r\n"
-		if method != "HEAD" {
-			resp += target
-		}
-		if _, err := io.WriteString(c, resp); err != nil {
-			return
-		}
-	}
+	return reqs[0]
 }
 
 // hostileRoundTrip sends raw on a new connection to addr and reads one

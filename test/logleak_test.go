@@ -28,6 +28,7 @@ import (
 // a malformed request (the HTTP parser's error path), Redis down (the
 // route's error path) and the upstream down (the forwarder's error path).
 func TestLogsCarryNoCredentials(t *testing.T) {
+	t.Parallel()
 	const (
 		validToken   = "LeakValidTokenAaaa1111bbbb2222cccc3333dddd44"
 		wrongToken   = "LeakWrongTokenEeee5555ffff6666gggg7777hhhh88"

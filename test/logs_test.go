@@ -3,7 +3,6 @@ package test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +45,7 @@ func waitLog(t *testing.T, g *Gate, match func(map[string]any) bool) map[string]
 // upstream is in the log as a warning with the count and the kinds of the
 // failures, not one line per request.
 func TestUnreachableUpstreamWarnsAtDefaultLevel(t *testing.T) {
+	t.Parallel()
 	rds := StartRedis(t)
 	env := GateEnv("http://127.0.0.1:"+strconv.Itoa(FreePort(t)), rds.URL())
 	env["SESSIONGATE_LOG_LEVEL"] = "info"
@@ -88,6 +88,7 @@ func TestUnreachableUpstreamWarnsAtDefaultLevel(t *testing.T) {
 // cannot reach) come out as JSON lines of the "redis" logger, not as plain
 // text in the middle of the JSON stream.
 func TestRedisClientLogsAreJSON(t *testing.T) {
+	t.Parallel()
 	up := StartUpstreamForLogs(t)
 	env := GateEnv(up, "redis://127.0.0.1:1/0")
 	env["SESSIONGATE_REDIS_SENTINEL_ADDRS"] = "127.0.0.1:" + strconv.Itoa(FreePort(t))
@@ -110,14 +111,13 @@ func asString(v any) string { s, _ := v.(string); return s }
 // StartUpstreamForLogs is a stand-in upstream that answers 200.
 func StartUpstreamForLogs(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return StartUpstream(t, func(*Req) Answer { return Answer{} }).URL
 }
 
 // TestSecondSignalExitsAtOnce: a second SIGTERM during the drain ends the
 // process at once, with status 1, instead of waiting out shutdown.delay.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
 	rds := StartRedis(t)
 	env := GateEnv(StartUpstreamForLogs(t), rds.URL())
 	env["SESSIONGATE_SHUTDOWN_DELAY"] = "60s"
@@ -138,6 +138,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 // TestReadyGaugeFollowsReadyz: sessiongate_ready is 1 while /readyz answers
 // 200, so the alert rules can see readiness in /metrics.
 func TestReadyGaugeFollowsReadyz(t *testing.T) {
+	t.Parallel()
 	rds := StartRedis(t)
 	g := StartGate(t, GateEnv(StartUpstreamForLogs(t), rds.URL()))
 	if got := g.Metric("sessiongate_ready "); got != 1 {

@@ -8,6 +8,7 @@ import (
 // `sessiongate mirror` refuses a configuration it cannot use the way the
 // proxy does: exit 2, one line per problem naming the key and the value.
 func TestMirrorBadConfigurationExits2NamingTheKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		env       map[string]string
@@ -21,6 +22,7 @@ func TestMirrorBadConfigurationExits2NamingTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := map[string]string{"SESSIONGATE_ADMIN_LISTEN": "", "SESSIONGATE_REDIS_URL": "redis://127.0.0.1:1/0"}
 			for k, v := range tt.env {
 				env[k] = v

@@ -11,11 +11,12 @@ import (
 // mirror's heartbeat (<prefix>mirror:heartbeat, Unix milliseconds) is recent;
 // otherwise it is forwarded so stale data is never served.
 func TestRouteForwardedWhileMirrorLags(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	up := startRouteUpstream(t)
 	routeSeed(t, rc, "lagUser000000001", "lag-token", map[string]string{"s1": `{"sessionId":"s1"}`})
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_MIRROR_MAX_LAG", "2s"))
+	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_MIRROR_MAX_LAG", "2s"))
 	target := routePath + "?sessionId=s1"
 	creds := routeCreds("lagUser000000001", "lag-token")
 	ctx := context.Background()

@@ -157,31 +157,56 @@ func agreeSeeds() [][]byte {
 }
 
 func TestPathsAgree(t *testing.T) {
+	t.Parallel()
 	agreeRequireLinux(t)
-	rig := startAgreeRig(t)
-	before := rig.loopRequests()
-	for i, in := range agreeSeeds() {
-		if err := rig.check(in); err != nil {
-			t.Errorf("seed %d: %v", i, err)
+	// The seeds are shared out among rigs that run at once: most of an
+	// exchange is the client waiting out agreeSilence, so one rig taking
+	// every seed in turn would spend its time idle. A rig takes one
+	// exchange at a time, as the upstream's recording belongs to it.
+	seeds := agreeSeeds()
+	var mu sync.Mutex
+	var served, forwarded, offLoop float64
+	t.Run("seeds", func(t *testing.T) {
+		for shard := range agreeShards {
+			t.Run(fmt.Sprintf("%d of %d", shard+1, agreeShards), func(t *testing.T) {
+				t.Parallel()
+				rig := startAgreeRig(t)
+				before := rig.loopRequests()
+				for i := shard; i < len(seeds); i += agreeShards {
+					if err := rig.check(seeds[i]); err != nil {
+						t.Errorf("seed %d: %v", i, err)
+					}
+				}
+				rig.checkAlive(t)
+				after := rig.loopRequests()
+				fwd := rig.gates[0].Metric(`sessiongate_requests_total{class="forward",`)
+				if fwd < 0 {
+					t.Errorf("the event-loop gate has no sessiongate_requests_total{class=\"forward\"} sample")
+				}
+				mu.Lock()
+				served += after[0] - before[0]
+				offLoop += after[1]
+				forwarded += fwd
+				mu.Unlock()
+			})
 		}
-	}
-	rig.checkAlive(t)
+	})
 	// Most seeds are plain requests the loop serves itself; if it handed
 	// them all over (or never started), the paths agreed trivially.
-	after := rig.loopRequests()
-	served := after[0] - before[0]
-	forwarded := rig.gates[0].Metric(`sessiongate_requests_total{class="forward",`)
 	t.Logf("the event loop answered %v of the seeds' requests itself", served)
 	if served < agreeMinLoopServed {
 		t.Errorf("the event loop answered only %v of the seeds' requests itself (sessiongate_event_loop_requests_total), want at least %d: it did not serve what it should, so the comparison proves nothing", served, agreeMinLoopServed)
 	}
 	if forwarded <= 0 {
-		t.Errorf("the event-loop gate counted no forwarded requests")
+		t.Errorf("the event-loop gates counted no forwarded requests")
 	}
-	if after[1] != 0 {
-		t.Errorf("the gate with proxy.event_loop=false counted %v requests answered by an event loop", after[1])
+	if offLoop != 0 {
+		t.Errorf("the gates with proxy.event_loop=false counted %v requests answered by an event loop", offLoop)
 	}
 }
+
+// agreeShards is how many rigs TestPathsAgree shares the seeds among.
+const agreeShards = 4
 
 // agreeMinLoopServed is a floor on the requests of agreeSeeds that the
 // event loop answers itself: the plain GETs, HEADs and Content-Length
@@ -194,7 +219,7 @@ const agreeMinLoopServed = 40
 func agreeRequireLinux(tb testing.TB) {
 	tb.Helper()
 	if runtime.GOOS != "linux" {
-		msg := "SKIPPED: the paths-agree differential test needs the event loop, which exists only on Linux (GOOS=" + runtime.GOOS + ")"
+		msg := "SKIPPED: linux only: the paths-agree differential test needs the event loop, which exists only on Linux (GOOS=" + runtime.GOOS + ")"
 		notice(msg)
 		tb.Skip(msg)
 	}

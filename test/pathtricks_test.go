@@ -15,11 +15,12 @@ import (
 // Forwarding a variant is safe whatever the server makes of it: the route
 // is read-only and the gate grants nothing the server would not.
 func TestPathTricksAgainstRouteMatch(t *testing.T) {
+	t.Parallel()
 	up := startHostileUpstream(t)
 	rds := StartRedis(t)
 	login := hostileLogin{UserID: "pathUser1", Token: "pathtricks-token-0123456789", SessionID: "pathSession1"}
 	hostileSeed(t, rds.Client(), login)
-	g := StartGate(t, GateEnv(up.URL(), rds.URL()))
+	g := StartGate(t, GateEnv(up.URL, rds.URL()))
 	q := "?sessionId=" + login.SessionID
 
 	// want: intercept (answered by the gate with wantStatus, nothing sent
@@ -78,7 +79,7 @@ func TestPathTricksAgainstRouteMatch(t *testing.T) {
 			req += "Connection: close\r\n\r\n"
 			up.Reset()
 			resp, body, err := hostileRoundTrip(g.Addr, req)
-			heads := up.Heads()
+			heads := up.Reqs()
 
 			switch {
 			case err != nil && len(heads) == 0 && tt.want == rejectOrForward:

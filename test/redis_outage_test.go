@@ -20,24 +20,24 @@ var routeOutageRequests = []struct{ name, target string }{
 }
 
 // routeExpectOutage checks every request during an outage under policy.
-func routeExpectOutage(t *testing.T, g *Gate, up *routeUpstream, policy string) {
+func routeExpectOutage(t *testing.T, g *Gate, up *Upstream, policy string) {
 	t.Helper()
 	creds := routeCreds(routeSeedUser, routeSeedToken)
-	up.take()
+	up.Take()
 	for _, rq := range routeOutageRequests {
 		got := routeDo(t, g.Addr, "GET", rq.target, creds...)
 		switch policy {
 		case "forward":
 			routeCheckForwarded(t, "outage, "+rq.name, got)
-			seen := up.take()
-			if len(seen) != 1 || seen[0].Target != rq.target || seen[0].Header.Get("X-Auth-Token") != routeSeedToken {
+			seen := up.Take()
+			if len(seen) != 1 || seen[0].Target != rq.target || seen[0].Get("X-Auth-Token") != routeSeedToken {
 				t.Errorf("outage, %s: upstream received %+v, want the request unchanged", rq.name, seen)
 			}
 		case "unavailable":
 			routeCheck(t, "outage, "+rq.name, got, http.StatusServiceUnavailable, route503)
 		}
 	}
-	if seen := up.take(); policy == "unavailable" && len(seen) != 0 {
+	if seen := up.Take(); policy == "unavailable" && len(seen) != 0 {
 		t.Errorf("unavailable: the upstream received %d requests, want none", len(seen))
 	}
 	// Without credentials nothing needs Redis: still the route's own 401.
@@ -67,8 +67,10 @@ func routeWaitRecovered(t *testing.T, g *Gate) {
 }
 
 func TestRouteRedisStoppedAndRestarted(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []string{"forward", "unavailable"} {
 		t.Run("on_error="+policy, func(t *testing.T) {
+			t.Parallel()
 			r := StartRedis(t)
 			_, stored := routeSeedBodies(t)
 			seed := func() {
@@ -76,7 +78,7 @@ func TestRouteRedisStoppedAndRestarted(t *testing.T) {
 			}
 			seed()
 			up := startRouteUpstream(t)
-			g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_REDIS_ON_ERROR", policy, "SESSIONGATE_REDIS_TIMEOUT", "200ms"))
+			g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_REDIS_ON_ERROR", policy, "SESSIONGATE_REDIS_TIMEOUT", "200ms"))
 			routeWaitRecovered(t, g)
 
 			r.Stop()
@@ -99,13 +101,15 @@ func TestRouteRedisStoppedAndRestarted(t *testing.T) {
 // TestRouteRedisFrozen: a server that accepts but never answers (SIGSTOP)
 // is the timeout path: each request ends within redis.timeout of its own.
 func TestRouteRedisFrozen(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []string{"forward", "unavailable"} {
 		t.Run("on_error="+policy, func(t *testing.T) {
+			t.Parallel()
 			r := StartRedis(t)
 			_, stored := routeSeedBodies(t)
 			routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
 			up := startRouteUpstream(t)
-			g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_REDIS_ON_ERROR", policy, "SESSIONGATE_REDIS_TIMEOUT", "150ms"))
+			g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_REDIS_ON_ERROR", policy, "SESSIONGATE_REDIS_TIMEOUT", "150ms"))
 			routeWaitRecovered(t, g)
 
 			r.Pause()

@@ -42,10 +42,11 @@ func routeHostileID(rng *rand.Rand, i int) string {
 func routeHeaderSafe(s string) bool { return !strings.ContainsAny(s, "\r\n\x00") }
 
 func TestRouteNeverServesAnotherUsersData(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_LOG_ACCESS", "false"))
+	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_LOG_ACCESS", "false"))
 
 	seedN := uint64(20260527)
 	rng := rand.New(rand.NewPCG(seedN, seedN))
@@ -142,7 +143,7 @@ func TestRouteNeverServesAnotherUsersData(t *testing.T) {
 	if requests < 1000 || statuses[200] < 20 || statuses[401] < 100 || statuses[404] < 100 {
 		t.Errorf("%d requests, statuses %v: the generator lost its variety", requests, statuses)
 	}
-	if seen := up.take(); len(seen) != 0 {
+	if seen := up.Take(); len(seen) != 0 {
 		t.Errorf("%d requests were forwarded with Redis up", len(seen))
 	}
 }
@@ -158,10 +159,11 @@ func validRouteID(id string) bool {
 // access lines on, Redis up and down, and greps the whole log for the tokens
 // and their hashes.
 func TestRouteLogsNoSecrets(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_REDIS_TIMEOUT", "100ms"))
+	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_REDIS_TIMEOUT", "100ms"))
 	tokens := []string{routeSeedToken, "wrong-token-value-1234"}
 	run := func() {
 		for _, tok := range tokens {

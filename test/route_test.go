@@ -16,11 +16,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,47 +96,16 @@ func routeSeed(t testing.TB, c redis.Cmdable, userID, token string, sessions map
 	}
 }
 
-// routeUpstream is a stand-in Rocket.Chat that records every request and
-// answers with a marker, so a test can tell a forwarded answer from the
-// route's own.
-type routeUpstream struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	got []routeSeen
-}
-
-// routeSeen is one request as the upstream received it.
-type routeSeen struct {
-	Method, Target string // Target is the raw request-target
-	Header         http.Header
-}
-
 const routeUpstreamBody = `{"from":"upstream"}`
 
-func startRouteUpstream(t *testing.T) *routeUpstream {
+// startRouteUpstream starts a stand-in Rocket.Chat that answers every
+// request with a marker (418, X-Stand-In), so a test can tell a forwarded
+// answer from the route's own.
+func startRouteUpstream(t *testing.T) *Upstream {
 	t.Helper()
-	u := &routeUpstream{}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		u.mu.Lock()
-		u.got = append(u.got, routeSeen{r.Method, r.RequestURI, r.Header.Clone()})
-		u.mu.Unlock()
-		w.Header().Set("X-Stand-In", "upstream")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusTeapot)
-		io.WriteString(w, routeUpstreamBody)
-	}))
-	t.Cleanup(u.srv.Close)
-	return u
-}
-
-// take returns and forgets what the upstream received so far.
-func (u *routeUpstream) take() []routeSeen {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	got := u.got
-	u.got = nil
-	return got
+	return StartUpstream(t, func(*Req) Answer {
+		return Answer{Status: http.StatusTeapot, Header: []string{"X-Stand-In: upstream", "Content-Type: application/json"}, Body: routeUpstreamBody}
+	})
 }
 
 // routeResponse is one answer read off the wire.
@@ -277,6 +244,7 @@ func routeEnv(upstreamURL, redisURL string, extra ...string) map[string]string {
 }
 
 func TestRouteSpecCases(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	up := startRouteUpstream(t)
@@ -291,7 +259,7 @@ func TestRouteSpecCases(t *testing.T) {
 	routeSeed(t, rc, "otherUser0000001", "other-token", map[string]string{
 		"theirs": `{"sessionId":"theirs","userId":"otherUser0000001"}`,
 	})
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 
 	seed := routeCreds(routeSeedUser, routeSeedToken)
 	q := routePath + "?sessionId="
@@ -348,7 +316,7 @@ func TestRouteSpecCases(t *testing.T) {
 		got := routeDo(t, g.Addr, "GET", tt.target, tt.headers...)
 		routeCheck(t, tt.name, got, tt.status, tt.body)
 	}
-	if seen := up.take(); len(seen) != 0 {
+	if seen := up.Take(); len(seen) != 0 {
 		t.Errorf("the upstream received %d intercepted requests, want none; first: %s %s", len(seen), seen[0].Method, seen[0].Target)
 	}
 
@@ -363,9 +331,10 @@ func TestRouteSpecCases(t *testing.T) {
 }
 
 func TestRouteExtendedUnauthorizedBody(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_ROUTE_UNAUTHORIZED_BODY", "extended"))
+	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_ROUTE_UNAUTHORIZED_BODY", "extended"))
 	routeCheck(t, "no headers", routeDo(t, g.Addr, "GET", routePath+"?sessionId=x"), 401, route401Ext)
 	routeCheck(t, "wrong token", routeDo(t, g.Addr, "GET", routePath+"?sessionId=x", routeCreds("u", "t")...), 401, route401Ext)
 }
@@ -373,10 +342,11 @@ func TestRouteExtendedUnauthorizedBody(t *testing.T) {
 // TestRouteOnlyExactGETIsIntercepted: every other method and path variant
 // reaches the upstream untouched, credentials and all (docs/route.md).
 func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 	creds := routeCreds(routeSeedUser, routeSeedToken)
 	query := "?sessionId=" + routeSeedSession
 	for _, tt := range []struct{ method, target string }{
@@ -406,16 +376,16 @@ func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
 		} else {
 			routeCheckForwarded(t, what, got)
 		}
-		seen := up.take()
+		seen := up.Take()
 		if len(seen) != 1 {
 			t.Errorf("%s: the upstream received %d requests, want 1", what, len(seen))
 			continue
 		}
 		s := seen[0]
 		if s.Method != tt.method || s.Target != tt.target ||
-			s.Header.Get("X-User-Id") != routeSeedUser || s.Header.Get("X-Auth-Token") != routeSeedToken {
+			s.Get("X-User-Id") != routeSeedUser || s.Get("X-Auth-Token") != routeSeedToken {
 			t.Errorf("%s: the upstream received %s %s with X-User-Id %q and X-Auth-Token %q, want it unchanged",
-				what, s.Method, s.Target, s.Header.Get("X-User-Id"), s.Header.Get("X-Auth-Token"))
+				what, s.Method, s.Target, s.Get("X-User-Id"), s.Get("X-Auth-Token"))
 		}
 	}
 }
@@ -425,6 +395,7 @@ func TestRouteOnlyExactGETIsIntercepted(t *testing.T) {
 // command (MGET of token and session, or MGET of the token alone when the
 // query is invalid), and requests that cannot authenticate cost none.
 func TestRouteOneRedisRoundTripPerRequest(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	if !r.Real() {
 		t.Skip("INFO commandstats needs a real redis-server")
@@ -432,7 +403,7 @@ func TestRouteOneRedisRoundTripPerRequest(t *testing.T) {
 	rc := r.Client()
 	routeSeed(t, rc, routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: `{"x":1}`})
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 	seed := routeCreds(routeSeedUser, routeSeedToken)
 
 	for _, tt := range []struct {
@@ -461,7 +432,11 @@ func TestRouteOneRedisRoundTripPerRequest(t *testing.T) {
 		delta := map[string]int{}
 		total := 0
 		for cmd, calls := range after {
-			if d := calls - before[cmd]; d > 0 && cmd != "info" {
+			// INFO is this test's own; ZADD is the activity reporter's
+			// batched write for the mirror, off the request path on a
+			// 100 ms timer, so whether one lands in this window is a
+			// matter of timing, not of the requests.
+			if d := calls - before[cmd]; d > 0 && cmd != "info" && cmd != "zadd" {
 				delta[cmd] = d
 				total += d
 			}

@@ -7,9 +7,9 @@ package test
 // client's answer must never depend on the upstream in compare mode.
 
 import (
-	"io"
+	"bufio"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -31,48 +31,31 @@ var shadowResults = []string{"match", "json_equal_bytes_differ", "mismatch_statu
 	"mismatch_header", "upstream_error", "dropped", "upstream_lacks_route"}
 
 // shadowUpstream is a stand-in Rocket.Chat whose answer to the route is
-// chosen per request by answer; it counts the shadow's requests apart from
-// forwarded ones (the shadow's carry its own User-Agent).
-type shadowUpstream struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	answer func(w http.ResponseWriter, r *http.Request)
-	shadow []*http.Request
-	others int
-}
+// chosen per request by its script; the shadow's requests are told apart
+// from forwarded ones by the shadow's own User-Agent.
+type shadowUpstream struct{ *Upstream }
 
-func startShadowUpstream(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) *shadowUpstream {
+func startShadowUpstream(t *testing.T, answer func(r *Req) Answer) shadowUpstream {
 	t.Helper()
-	u := &shadowUpstream{answer: answer}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		u.mu.Lock()
-		if r.Header.Get("User-Agent") == shadowAgentName {
-			u.shadow = append(u.shadow, r)
-		} else {
-			u.others++
+	return shadowUpstream{StartUpstream(t, answer)}
+}
+
+// shadowRequests are the shadow's requests so far; forwarded, the others.
+func (u shadowUpstream) shadowRequests() []*Req {
+	var out []*Req
+	for _, r := range u.Reqs() {
+		if r.Get("User-Agent") == shadowAgentName {
+			out = append(out, r)
 		}
-		answer := u.answer
-		u.mu.Unlock()
-		answer(w, r)
-	}))
-	t.Cleanup(u.srv.Close)
-	return u
+	}
+	return out
 }
 
-func (u *shadowUpstream) shadowRequests() []*http.Request {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]*http.Request(nil), u.shadow...)
-}
+func (u shadowUpstream) forwarded() int { return len(u.Reqs()) - len(u.shadowRequests()) }
 
-// routeAnswer writes an answer with the route's three headers.
-func routeAnswer(w http.ResponseWriter, status int, body string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	io.WriteString(w, body)
+// routeAnswer is an answer with the route's three headers.
+func routeAnswer(status int, body string) Answer {
+	return Answer{Status: status, Header: []string{"Content-Type: application/json", "Cache-Control: no-store", "Pragma: no-cache"}, Body: body}
 }
 
 // shadowCounts reads every result's count.
@@ -116,6 +99,7 @@ func shadowEnv(upstreamURL, redisURL string, extra ...string) map[string]string 
 // gets sessiongate's own answer, and that each comparison is counted under
 // its documented result.
 func TestShadowCompareCountsEachOutcome(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	// The same document with "success" first: the same JSON value, other
 	// bytes.
@@ -134,38 +118,31 @@ func TestShadowCompareCountsEachOutcome(t *testing.T) {
 	}
 	routeSeed(t, r.Client(), shadowUser, shadowToken, sessions)
 
-	up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Auth-Token") != shadowToken {
-			routeAnswer(w, http.StatusUnauthorized, route401)
-			return
+	up := startShadowUpstream(t, func(r *Req) Answer {
+		if r.Get("X-Auth-Token") != shadowToken {
+			return routeAnswer(http.StatusUnauthorized, route401)
 		}
-		switch id := r.URL.Query().Get("sessionId"); id {
+		switch id := r.Query("sessionId"); id {
 		case "same":
-			routeAnswer(w, http.StatusOK, answer)
+			return routeAnswer(http.StatusOK, answer)
 		case "body":
-			routeAnswer(w, http.StatusOK, otherIP)
+			return routeAnswer(http.StatusOK, otherIP)
 		case "order":
-			routeAnswer(w, http.StatusOK, successFirst)
+			return routeAnswer(http.StatusOK, successFirst)
 		case "status":
-			routeAnswer(w, http.StatusNotFound, route404)
+			return routeAnswer(http.StatusNotFound, route404)
 		case "header":
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-cache")
-			w.WriteHeader(http.StatusOK)
-			io.WriteString(w, answer)
+			return Answer{Header: []string{"Content-Type: application/json", "Cache-Control: no-cache"}, Body: answer}
 		case "fail":
-			routeAnswer(w, http.StatusInternalServerError, `{"success":false,"error":"Internal server error"}`)
+			return routeAnswer(http.StatusInternalServerError, `{"success":false,"error":"Internal server error"}`)
 		case "broken":
 			// The connection closes before any answer.
-			c, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				c.Close()
-			}
+			return Answer{Take: func(net.Conn, *bufio.Reader) {}}
 		default:
-			routeAnswer(w, http.StatusNotFound, route404)
+			return routeAnswer(http.StatusNotFound, route404)
 		}
 	})
-	g := StartGate(t, shadowEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, shadowEnv(up.URL, r.URL()))
 	creds := append(routeCreds(shadowUser, shadowToken), "User-Agent: "+shadowAgent, "Cookie: rc_token="+shadowToken)
 
 	want := map[string]float64{}
@@ -201,17 +178,17 @@ func TestShadowCompareCountsEachOutcome(t *testing.T) {
 		t.Fatalf("upstream got %d shadow requests, want %d", len(reqs), len(steps))
 	}
 	first := reqs[0]
-	if first.Method != "GET" || first.RequestURI != routePath+"?sessionId=same" || first.Host != "chat.example" ||
-		first.Header.Get("X-User-Id") != shadowUser || first.Header.Get("X-Auth-Token") != shadowToken {
+	if first.Method != "GET" || first.Target != routePath+"?sessionId=same" || first.Get("Host") != "chat.example" ||
+		first.Get("X-User-Id") != shadowUser || first.Get("X-Auth-Token") != shadowToken {
 		t.Errorf("shadow request: got %s %s Host %q X-User-Id %q X-Auth-Token %q, want the client's",
-			first.Method, first.RequestURI, first.Host, first.Header.Get("X-User-Id"), first.Header.Get("X-Auth-Token"))
+			first.Method, first.Target, first.Get("Host"), first.Get("X-User-Id"), first.Get("X-Auth-Token"))
 	}
-	if first.Header.Get("Cookie") != "" {
+	if first.Get("Cookie") != "" {
 		t.Errorf("shadow request carried the client's Cookie")
 	}
 	// Rocket.Chat's API rate limiter counts per X-Real-IP: the client's
 	// address, as on a forwarded request, not sessiongate's.
-	if got := first.Header.Get("X-Real-IP"); got != "127.0.0.1" {
+	if got := first.Get("X-Real-IP"); got != "127.0.0.1" {
 		t.Errorf("shadow request X-Real-IP: got %q, want the client's 127.0.0.1", got)
 	}
 
@@ -254,20 +231,21 @@ func TestShadowCompareCountsEachOutcome(t *testing.T) {
 // shadow's timeout being longer), and with max_inflight 1 the requests in
 // the meantime are dropped and counted.
 func TestShadowSlowUpstreamNeverDelaysClients(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
 	release := make(chan struct{})
 	held := make(chan struct{}, 10)
-	up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := startShadowUpstream(t, func(*Req) Answer {
 		held <- struct{}{}
 		<-release
-		routeAnswer(w, http.StatusOK, answer)
+		return routeAnswer(http.StatusOK, answer)
 	})
 	var once sync.Once
 	letGo := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(letGo) // before the upstream's Close, which waits for handlers
-	g := StartGate(t, shadowEnv(up.srv.URL, r.URL(),
+	g := StartGate(t, shadowEnv(up.URL, r.URL(),
 		"SESSIONGATE_SESSIONS_SHADOW_MAX_INFLIGHT", "1",
 		"SESSIONGATE_SESSIONS_SHADOW_TIMEOUT", "30s"))
 	creds := routeCreds(shadowUser, shadowToken)
@@ -297,30 +275,23 @@ func TestShadowSlowUpstreamNeverDelaysClients(t *testing.T) {
 // older than 5.0) answers with its own error; the shadow counts
 // upstream_lacks_route once, logs it once, and stops comparing.
 func TestShadowUpstreamLacksRoute(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	for _, tc := range []struct {
 		name   string
-		answer func(w http.ResponseWriter)
+		answer Answer
 	}{
-		{"unknown endpoint 404", func(w http.ResponseWriter) {
-			routeAnswer(w, http.StatusNotFound, `{"success":false,"error":"Resource not found"}`)
-		}},
-		{"web app page", func(w http.ResponseWriter) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			io.WriteString(w, "<!DOCTYPE html><html><body>Rocket.Chat</body></html>")
-		}},
-		{"no licence, 5.x", func(w http.ResponseWriter) {
-			routeAnswer(w, http.StatusForbidden, `{"success":false,"error":"unauthorized"}`)
-		}},
-		{"no licence, newer", func(w http.ResponseWriter) {
-			routeAnswer(w, http.StatusBadRequest, `{"success":false,"error":"This is an enterprise feature [error-action-not-allowed]","errorType":"error-action-not-allowed"}`)
-		}},
+		{"unknown endpoint 404", routeAnswer(http.StatusNotFound, `{"success":false,"error":"Resource not found"}`)},
+		{"web app page", Answer{Header: []string{"Content-Type: text/html; charset=utf-8"}, Body: "<!DOCTYPE html><html><body>Rocket.Chat</body></html>"}},
+		{"no licence, 5.x", routeAnswer(http.StatusForbidden, `{"success":false,"error":"unauthorized"}`)},
+		{"no licence, newer", routeAnswer(http.StatusBadRequest, `{"success":false,"error":"This is an enterprise feature [error-action-not-allowed]","errorType":"error-action-not-allowed"}`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := StartRedis(t)
 			routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
-			up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) { tc.answer(w) })
-			g := StartGate(t, shadowEnv(up.srv.URL, r.URL()))
+			up := startShadowUpstream(t, func(*Req) Answer { return tc.answer })
+			g := StartGate(t, shadowEnv(up.URL, r.URL()))
 			creds := routeCreds(shadowUser, shadowToken)
 			routeCheck(t, "first request", routeDo(t, g.Addr, "GET", routePath+"?sessionId=s1", creds...), 200, answer)
 			waitShadowCounts(t, g, "after the first request", map[string]float64{"upstream_lacks_route": 1})
@@ -342,22 +313,25 @@ func TestShadowUpstreamLacksRoute(t *testing.T) {
 // usual, and sessiongate's own answer is compared in the background. An
 // upstream failure reaches the client as it would without sessiongate.
 func TestShadowOriginMode(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	otherIP := strings.Replace(answer, `"ip":"172.20.0.2"`, `"ip":"172.20.0.99"`, 1)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"same": stored, "body": stored, "fail": stored})
-	up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Stand-In", "upstream")
-		switch r.URL.Query().Get("sessionId") {
+	up := startShadowUpstream(t, func(r *Req) Answer {
+		var a Answer
+		switch r.Query("sessionId") {
 		case "same":
-			routeAnswer(w, http.StatusOK, answer)
+			a = routeAnswer(http.StatusOK, answer)
 		case "body":
-			routeAnswer(w, http.StatusOK, otherIP)
+			a = routeAnswer(http.StatusOK, otherIP)
 		default:
-			routeAnswer(w, http.StatusInternalServerError, `{"success":false,"error":"Internal server error"}`)
+			a = routeAnswer(http.StatusInternalServerError, `{"success":false,"error":"Internal server error"}`)
 		}
+		a.Header = append([]string{"X-Stand-In: upstream"}, a.Header...)
+		return a
 	})
-	g := StartGate(t, shadowEnv(up.srv.URL, r.URL(), "SESSIONGATE_SESSIONS_SHADOW_MODE", "origin"))
+	g := StartGate(t, shadowEnv(up.URL, r.URL(), "SESSIONGATE_SESSIONS_SHADOW_MODE", "origin"))
 	creds := routeCreds(shadowUser, shadowToken)
 	want := map[string]float64{}
 	for _, s := range []struct {
@@ -376,9 +350,7 @@ func TestShadowOriginMode(t *testing.T) {
 		want[s.result]++
 		waitShadowCounts(t, g, "after session "+s.session, want)
 	}
-	up.mu.Lock()
-	forwarded := up.others
-	up.mu.Unlock()
+	forwarded := up.forwarded()
 	if forwarded != 3 || len(up.shadowRequests()) != 3 {
 		t.Errorf("upstream got %d forwarded and %d shadow requests, want 3 and 3", forwarded, len(up.shadowRequests()))
 	}
@@ -387,11 +359,12 @@ func TestShadowOriginMode(t *testing.T) {
 // TestShadowOffByDefault: without sessions.shadow.rate nothing is sent to
 // the upstream for the route, and no shadow metric exists.
 func TestShadowOffByDefault(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
-	up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) { routeAnswer(w, 200, answer) })
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	up := startShadowUpstream(t, func(*Req) Answer { return routeAnswer(200, answer) })
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 	routeCheck(t, "request", routeDo(t, g.Addr, "GET", routePath+"?sessionId=s1", routeCreds(shadowUser, shadowToken)...), 200, answer)
 	time.Sleep(200 * time.Millisecond) // a comparison, if one had started, would have reached the upstream
 	if n := len(up.shadowRequests()); n != 0 {
@@ -406,17 +379,19 @@ func TestShadowOffByDefault(t *testing.T) {
 // answers ends at sessions.shadow.timeout, so SIGTERM still ends in a clean
 // exit within shutdown.timeout.
 func TestShadowShutdownIsBounded(t *testing.T) {
+	t.Parallel()
 	answer, stored := routeSeedBodies(t)
 	r := StartRedis(t)
 	routeSeed(t, r.Client(), shadowUser, shadowToken, map[string]string{"s1": stored})
 	release := make(chan struct{})
 	held := make(chan struct{}, 1)
-	up := startShadowUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := startShadowUpstream(t, func(*Req) Answer {
 		held <- struct{}{}
 		<-release
+		return Answer{Close: true}
 	})
 	t.Cleanup(func() { close(release) })
-	g := StartGate(t, shadowEnv(up.srv.URL, r.URL(), "SESSIONGATE_SESSIONS_SHADOW_TIMEOUT", "1s"))
+	g := StartGate(t, shadowEnv(up.URL, r.URL(), "SESSIONGATE_SESSIONS_SHADOW_TIMEOUT", "1s"))
 	routeCheck(t, "request", routeDo(t, g.Addr, "GET", routePath+"?sessionId=s1", routeCreds(shadowUser, shadowToken)...), 200, answer)
 	select {
 	case <-held:

@@ -5,7 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,15 +17,15 @@ import (
 // in-flight requests — a slow upload, a slow answer — finish within
 // shutdown.timeout, and the process exits 0. No in-flight request is cut.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	const pieces, piece = 30, 64 << 10
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			time.Sleep(2500 * time.Millisecond)
+	up := StartUpstream(t, func(r *Req) Answer {
+		a := Answer{Body: strconv.Itoa(len(r.Body))}
+		if path, _, _ := strings.Cut(r.Target, "?"); path == "/slow" {
+			a.Delay = 2500 * time.Millisecond
 		}
-		n, _ := io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "%d", n)
-	}))
-	defer up.Close()
+		return a
+	})
 	g := fwdGate(t, up.URL, map[string]string{
 		"SESSIONGATE_SHUTDOWN_DELAY":   "1s",
 		"SESSIONGATE_SHUTDOWN_TIMEOUT": "10s",
@@ -66,7 +66,7 @@ func TestGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		slow <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "both requests in flight at the upstream", func() bool { return up.Heads() >= 2 })
 
 	g.Signal(syscall.SIGTERM)
 	signalled := time.Now()

@@ -35,6 +35,7 @@ func rawExchange(t *testing.T, g *Gate, raw string) int {
 }
 
 func TestSmugglingRefused(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	const h = "POST /api/v1/method.call HTTP/1.1\r\nHost: chat\r\n"
@@ -86,6 +87,7 @@ func TestSmugglingRefused(t *testing.T) {
 // never sees a complete request nor what followed the bad chunk, and the
 // client gets 400.
 func TestBrokenChunkAfterForwardingStarted(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +132,7 @@ func TestBrokenChunkAfterForwardingStarted(t *testing.T) {
 }
 
 func TestOversizedHeadRefused(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_PROXY_MAX_HEADER_BYTES": "4096"})
 	tests := []struct {
@@ -157,6 +160,7 @@ func TestOversizedHeadRefused(t *testing.T) {
 // TestSlowlorisCut: headers trickling in are cut after
 // proxy.read_header_timeout, whatever the client keeps sending.
 func TestSlowlorisCut(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_PROXY_READ_HEADER_TIMEOUT": "1s"})
 	c, err := net.Dial("tcp", g.Addr)
@@ -187,6 +191,7 @@ func TestSlowlorisCut(t *testing.T) {
 // TestHeaderInjectionNotForwarded: encoded CR/LF in the target and a value
 // are passed on as the inert bytes they are, never decoded into new lines.
 func TestHeaderInjectionNotForwarded(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, nil)
 	c, br := fwdDial(t, g)
@@ -207,6 +212,7 @@ func TestHeaderInjectionNotForwarded(t *testing.T) {
 // is held until proxy.read_header_timeout and answered 408, never
 // forwarded. (A bare LF inside a CRLF-terminated head is a 400, above.)
 func TestBareLFRequestNeverForwarded(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, nil)
 	g := fwdGate(t, up.URL, map[string]string{"SESSIONGATE_PROXY_READ_HEADER_TIMEOUT": "1s"})
 	start := time.Now()

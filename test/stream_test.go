@@ -113,6 +113,8 @@ func rssWatch(g *Gate) (stop func() int64) {
 }
 
 func TestUploadStreams(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the resident set size is read from /proc")
 	n := streamSize()
 	want := hashOf(n)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -161,6 +163,8 @@ func TestUploadStreams(t *testing.T) {
 }
 
 func TestDownloadStreams(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the resident set size is read from /proc")
 	n := streamSize()
 	want := hashOf(n)
 	up := httptest.NewServer(patternHandler(n))
@@ -205,6 +209,7 @@ func TestDownloadStreams(t *testing.T) {
 // before (lockstep), so a proxy that held pieces back would stall the
 // exchange instead of merely slowing it: the test does not depend on timing.
 func TestStreamingResponseFlushedPieceByPiece(t *testing.T) {
+	t.Parallel()
 	const pieces = 5
 	received := make(chan int)
 	stalled := make(chan int, 1)

@@ -11,6 +11,7 @@ import (
 // sessionId and with bad parameters (one rule for the lookup with a session
 // and the check without one).
 func TestRouteTokenKeyOfAnotherType(t *testing.T) {
+	t.Parallel()
 	r := StartRedis(t)
 	rc := r.Client()
 	ctx := context.Background()
@@ -26,7 +27,7 @@ func TestRouteTokenKeyOfAnotherType(t *testing.T) {
 	routeSeed(t, rc, hashUser, "", map[string]string{routeSeedSession: `{"x":1}`})
 	routeSeed(t, rc, listUser, "", map[string]string{routeSeedSession: `{"x":1}`})
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, r.URL()))
+	g := StartGate(t, routeEnv(up.URL, r.URL()))
 
 	for _, user := range []string{hashUser, listUser} {
 		for _, q := range []struct{ name, target string }{
@@ -41,7 +42,7 @@ func TestRouteTokenKeyOfAnotherType(t *testing.T) {
 			routeCheck(t, user+", "+q.name, got, 401, route401)
 		}
 	}
-	if seen := up.take(); len(seen) != 0 {
+	if seen := up.Take(); len(seen) != 0 {
 		t.Errorf("the upstream received %d requests, want none", len(seen))
 	}
 }

@@ -90,6 +90,7 @@ func routeCheckServes(t *testing.T, g *Gate, stored string) {
 }
 
 func TestRouteStandaloneACLUser(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	// An ACL user allowed only what the route and /readyz need; the default
 	// user stays open for seeding.
@@ -99,27 +100,28 @@ func TestRouteStandaloneACLUser(t *testing.T) {
 	up := startRouteUpstream(t)
 
 	t.Run("credentials in the URL", func(t *testing.T) {
-		g := StartGate(t, routeEnv(up.srv.URL, "redis://gate:gate-secret@"+r.Addr+"/0"))
+		g := StartGate(t, routeEnv(up.URL, "redis://gate:gate-secret@"+r.Addr+"/0"))
 		routeCheckServes(t, g, stored)
 	})
 	t.Run("credentials in their own settings", func(t *testing.T) {
-		g := StartGate(t, routeEnv(up.srv.URL, r.URL(), "SESSIONGATE_REDIS_USERNAME", "gate", "SESSIONGATE_REDIS_PASSWORD", "gate-secret"))
+		g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_REDIS_USERNAME", "gate", "SESSIONGATE_REDIS_PASSWORD", "gate-secret"))
 		routeCheckServes(t, g, stored)
 		if strings.Contains(g.Logs(), "gate-secret") {
 			t.Error("the Redis password is in the logs")
 		}
 	})
 	t.Run("wrong password is a Redis failure, not a 401", func(t *testing.T) {
-		g := StartGate(t, routeEnv(up.srv.URL, "redis://gate:wrong@"+r.Addr+"/0"))
-		up.take()
+		g := StartGate(t, routeEnv(up.URL, "redis://gate:wrong@"+r.Addr+"/0"))
+		up.Take()
 		routeCheckForwarded(t, "wrong password", routeDo(t, g.Addr, "GET", routePath+"?sessionId="+routeSeedSession, routeCreds(routeSeedUser, routeSeedToken)...))
-		if n := len(up.take()); n != 1 {
+		if n := len(up.Take()); n != 1 {
 			t.Errorf("upstream received %d requests, want 1", n)
 		}
 	})
 }
 
 func TestRouteStandaloneTLS(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	dir := t.TempDir()
 	caFile, certFile, keyFile := routeWriteTLSFiles(t, dir)
@@ -141,12 +143,12 @@ func TestRouteStandaloneTLS(t *testing.T) {
 
 	url := "rediss://gate:gate-secret@" + routeAddr(port) + "/0"
 	t.Run("trusted CA", func(t *testing.T) {
-		g := StartGate(t, routeEnv(up.srv.URL, url, "SESSIONGATE_REDIS_TLS_CA_FILE", caFile))
+		g := StartGate(t, routeEnv(up.URL, url, "SESSIONGATE_REDIS_TLS_CA_FILE", caFile))
 		routeCheckServes(t, g, stored)
 	})
 	t.Run("unknown CA is a Redis failure, not a 401", func(t *testing.T) {
-		g := StartGate(t, routeEnv(up.srv.URL, url))
-		up.take()
+		g := StartGate(t, routeEnv(up.URL, url))
+		up.Take()
 		routeCheckForwarded(t, "unknown CA", routeDo(t, g.Addr, "GET", routePath+"?sessionId="+routeSeedSession, routeCreds(routeSeedUser, routeSeedToken)...))
 	})
 }
@@ -198,6 +200,7 @@ func routeWriteTLSFiles(t *testing.T, dir string) (caFile, certFile, keyFile str
 }
 
 func TestRouteCluster(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	// Three masters, slots split by hand (CLUSTER ADDSLOTSRANGE + MEET), so
 	// the test needs nothing but redis-server.
@@ -261,7 +264,7 @@ func TestRouteCluster(t *testing.T) {
 	}
 
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, "redis://"+addrs[0]+"/0", "SESSIONGATE_REDIS_CLUSTER_ADDRS", strings.Join(addrs, ",")))
+	g := StartGate(t, routeEnv(up.URL, "redis://"+addrs[0]+"/0", "SESSIONGATE_REDIS_CLUSTER_ADDRS", strings.Join(addrs, ",")))
 	routeCheckServes(t, g, stored)
 
 	before := routeClusterCalls(t, nodes)
@@ -274,7 +277,7 @@ func TestRouteCluster(t *testing.T) {
 	if got := after["mget"] - before["mget"]; got != users {
 		t.Errorf("%d requests made %d MGETs across the cluster, want %d", users, got, users)
 	}
-	if len(up.take()) != 0 {
+	if len(up.Take()) != 0 {
 		t.Error("requests were forwarded with the cluster up")
 	}
 }
@@ -291,6 +294,7 @@ func routeClusterCalls(t *testing.T, nodes []*redis.Client) map[string]int {
 }
 
 func TestRouteSentinel(t *testing.T) {
+	t.Parallel()
 	routeNeedRedisServer(t)
 	ctx := context.Background()
 	masterPort, replicaPort, sentinelPort := FreePort(t), FreePort(t), FreePort(t)
@@ -329,7 +333,7 @@ func TestRouteSentinel(t *testing.T) {
 	routeWaitMaster(t, sentinel, masterPort)
 
 	up := startRouteUpstream(t)
-	g := StartGate(t, routeEnv(up.srv.URL, "redis://127.0.0.1:1/0",
+	g := StartGate(t, routeEnv(up.URL, "redis://127.0.0.1:1/0",
 		"SESSIONGATE_REDIS_SENTINEL_ADDRS", routeAddr(sentinelPort), "SESSIONGATE_REDIS_SENTINEL_MASTER", "mymaster"))
 	routeCheckServes(t, g, stored)
 

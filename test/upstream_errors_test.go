@@ -34,6 +34,7 @@ func closedPort(t *testing.T) string {
 }
 
 func TestUpstreamDownIs502(t *testing.T) {
+	t.Parallel()
 	g := fwdGate(t, "http://"+closedPort(t), nil)
 	for _, method := range []string{"GET", "POST"} {
 		start := time.Now()
@@ -57,6 +58,7 @@ func TestUpstreamDownIs502(t *testing.T) {
 }
 
 func TestUpstreamTooSlowIs504(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	defer close(release)
 	up := fwdStartUpstream(t, func(c net.Conn, _ string, _ []byte) {
@@ -86,6 +88,7 @@ func TestUpstreamTooSlowIs504(t *testing.T) {
 // connection instead of answering. A GET (no body, idempotent) is retried
 // on a fresh connection; a POST is not, and gets 502.
 func TestUpstreamClosingConnection(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	served := map[net.Conn]int{}
 	got := map[string]int{}
@@ -131,6 +134,7 @@ func TestUpstreamClosingConnection(t *testing.T) {
 }
 
 func TestUpstreamBreaksMidResponse(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, head string, _ []byte) {
 		switch {
 		case strings.Contains(head, "/small"):
@@ -186,6 +190,7 @@ func TestUpstreamBreaksMidResponse(t *testing.T) {
 // waits upstream (a long-poll) or while it uploads leaves no upstream
 // connection and no goroutine behind.
 func TestClientGoneFreesUpstream(t *testing.T) {
+	t.Parallel()
 	up := fwdStartUpstream(t, func(c net.Conn, _ string, _ []byte) {
 		// Hold the request, reading until sessiongate lets go of it.
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))

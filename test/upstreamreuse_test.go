@@ -55,6 +55,7 @@ func strayUpstream(t *testing.T) *fwdUpstream {
 // 204/304/HEAD, after the last chunk, or sent while the connection is idle)
 // must not let those bytes answer the next client's request.
 func TestUpstreamConnReusedOnlyWhenClean(t *testing.T) {
+	t.Parallel()
 	up := strayUpstream(t)
 	g := fwdGate(t, up.URL, map[string]string{
 		"SESSIONGATE_UPSTREAM_MAX_CONNS": "1",

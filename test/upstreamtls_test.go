@@ -106,8 +106,10 @@ func (u *tlsHelloUpstream) helloOf(t *testing.T, kind string) string {
 // same TLS ClientHello from both: one dialer and one TLS configuration,
 // HTTP/1.1 offered by ALPN, nothing below TLS 1.2.
 func TestHTTPSUpstreamOneTLSConfig(t *testing.T) {
+	t.Parallel()
 	for _, loop := range []string{"true", "false"} {
 		t.Run("event_loop="+loop, func(t *testing.T) {
+			t.Parallel()
 			up := startTLSHelloUpstream(t)
 			g := startWSGate(t, up.URL, map[string]string{
 				"SESSIONGATE_UPSTREAM_TLS_INSECURE_SKIP_VERIFY": "true",

@@ -3,13 +3,11 @@ package test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -29,7 +27,7 @@ import (
 // each handshake as it arrived on the wire, and answers 400 on paths ending
 // in /refused, as Meteor's SockJS does for requests it will not upgrade.
 type wsUpstream struct {
-	*httptest.Server
+	*Upstream
 	handshakes chan wsHandshake     // one per upgrade, in arrival order
 	conns      chan *websocket.Conn // the server side of each tunnel
 	ended      chan error           // the echo loop's read error when a tunnel ends
@@ -50,44 +48,43 @@ func startWSUpstream(t *testing.T) *wsUpstream {
 		conns:      make(chan *websocket.Conn, 16),
 		ended:      make(chan error, 16),
 	}
-	upgrader := websocket.Upgrader{
+	upgrader := &websocket.Upgrader{
 		Subprotocols:    []string{"ddp"},
 		CheckOrigin:     func(*http.Request) bool { return true },
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
 	}
-	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/refused") {
-			w.Header().Set("X-Refused-By", "upstream")
-			w.Header().Set("Content-Type", "text/plain")
-			w.WriteHeader(http.StatusBadRequest)
-			io.WriteString(w, "Not a valid websocket request")
-			return
+	u.Upstream = StartUpstream(t, func(r *Req) Answer {
+		if path, _, _ := strings.Cut(r.Target, "?"); strings.HasSuffix(path, "/refused") {
+			return Answer{Status: http.StatusBadRequest, Header: []string{"X-Refused-By: upstream", "Content-Type: text/plain"}, Body: "Not a valid websocket request"}
 		}
-		raw := r.Context().Value(rawConnKey{}).(*recordingConn)
-		c, err := upgrader.Upgrade(w, r, http.Header{"X-Upstream-Odd": {"1"}})
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		u.handshakes <- wsHandshake{Path: r.RequestURI, RawHead: raw.readHead(), Header: r.Header.Clone(), Sent: raw.writtenHead()}
-		u.conns <- c
-		for {
-			kind, msg, err := c.ReadMessage()
+		return Answer{Take: func(nc net.Conn, br *bufio.Reader) {
+			c, sent, err := r.AcceptWebSocket(nc, br, upgrader, http.Header{"X-Upstream-Odd": {"1"}})
 			if err != nil {
-				u.ended <- err
 				return
 			}
-			if err := c.WriteMessage(kind, msg); err != nil {
-				u.ended <- err
-				return
+			defer c.Close()
+			header := http.Header{}
+			for _, l := range r.Lines {
+				if k, v, ok := strings.Cut(l, ":"); ok {
+					header.Add(k, strings.TrimSpace(v))
+				}
 			}
-		}
-	}))
-	u.Server.Config.ConnContext = withRawConn
-	u.Server.Listener = recordingListener{u.Server.Listener}
-	u.Start()
-	t.Cleanup(u.Close)
+			u.handshakes <- wsHandshake{Path: r.Target, RawHead: r.Head, Header: header, Sent: sent}
+			u.conns <- c
+			for {
+				kind, msg, err := c.ReadMessage()
+				if err != nil {
+					u.ended <- err
+					return
+				}
+				if err := c.WriteMessage(kind, msg); err != nil {
+					u.ended <- err
+					return
+				}
+			}
+		}}
+	})
 	return u
 }
 
@@ -128,6 +125,7 @@ func dialWS(t *testing.T, g *Gate, path string, h http.Header) (*websocket.Conn,
 }
 
 func TestWebSocketHandshakeHeaders(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	for _, path := range []string{"/websocket", "/sockjs/123/abc/websocket", "/sockjs/info/x/websocket?t=1%2F2"} {
@@ -179,6 +177,7 @@ func TestWebSocketHandshakeHeaders(t *testing.T) {
 // byte for byte, with nothing added by sessiongate, for a handshake with
 // lower-case header names sent by hand.
 func TestWebSocket101Exact(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	c, err := net.Dial("tcp", g.Addr)
@@ -208,6 +207,7 @@ func TestWebSocket101Exact(t *testing.T) {
 }
 
 func TestWebSocketEcho(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	c, _ := dialWS(t, g, "/sockjs/123/abc/websocket", nil)
@@ -252,6 +252,7 @@ func TestWebSocketEcho(t *testing.T) {
 }
 
 func TestWebSocketRefusedRelayed(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
@@ -274,6 +275,7 @@ func TestWebSocketRefusedRelayed(t *testing.T) {
 // TestWebSocketCloses checks that a tunnel ends at one side when the other
 // closes, and that the open-tunnel gauge goes up and back to 0.
 func TestWebSocketCloses(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, nil)
 	const gauge = `sessiongate_websocket_tunnels_open `
@@ -320,6 +322,7 @@ func TestWebSocketCloses(t *testing.T) {
 // TestWebSocketShutdown holds tunnels open across SIGTERM: they are closed,
 // and the process exits 0 within shutdown.timeout.
 func TestWebSocketShutdown(t *testing.T) {
+	t.Parallel()
 	up := startWSUpstream(t)
 	g := startWSGate(t, up.URL, map[string]string{"SESSIONGATE_SHUTDOWN_TIMEOUT": "2s"})
 	const n = 4
@@ -355,12 +358,13 @@ func TestWebSocketShutdown(t *testing.T) {
 }
 
 func TestWebSocketUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	// Accepts and never answers.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	t.Cleanup(func() { silent.Close() })
 	go func() {
 		var held []net.Conn
 		defer func() {
@@ -387,6 +391,7 @@ func TestWebSocketUpstreamFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			g := startWSGate(t, tt.upstream, map[string]string{"SESSIONGATE_UPSTREAM_RESPONSE_HEADER_TIMEOUT": "500ms"})
 			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 			_, resp, err := d.Dial("ws://"+g.Addr+"/websocket", nil)
@@ -411,6 +416,8 @@ func TestWebSocketUpstreamFailures(t *testing.T) {
 // SESSIONGATE_TEST_WS_TUNNELS sets the count (default 200, kept small for
 // CI; each tunnel costs this process two file descriptors, the gate two).
 func TestWebSocketIdleTunnelMemory(t *testing.T) {
+	t.Parallel()
+	linuxOnly(t, "the resident set size is read from /proc")
 	n := 200
 	if s := os.Getenv("SESSIONGATE_TEST_WS_TUNNELS"); s != "" {
 		var err error
@@ -459,8 +466,14 @@ func TestWebSocketIdleTunnelMemory(t *testing.T) {
 		}
 	})
 	waitMetric(t, g, `sessiongate_websocket_tunnels_open `, float64(n+1))
-	time.Sleep(200 * time.Millisecond) // let the pumps park
-	rss, gr := g.RSS(), g.Metric("go_goroutines ")
+	// Goroutines of the handshakes end a moment after the tunnels open:
+	// wait (a bounded time) for the count to settle before judging it.
+	var gr float64
+	WaitFor(5*time.Second, func() bool {
+		gr = g.Metric("go_goroutines ")
+		return (gr-baseG)/float64(n) <= 2.05
+	})
+	rss := g.RSS()
 	perTunnel := float64(rss-baseRSS) / float64(n)
 	goroutinesPer := (gr - baseG) / float64(n)
 	t.Logf("%d idle tunnels: RSS %.1f MiB -> %.1f MiB, %.1f KiB per tunnel; goroutines %.0f -> %.0f, %.2f per tunnel",
@@ -565,64 +578,4 @@ func readHead(br *bufio.Reader) (string, error) {
 		}
 	}
 	return b.String(), errors.New("head too large")
-}
-
-// recordingListener wraps each accepted connection in a recordingConn.
-type recordingListener struct{ net.Listener }
-
-func (l recordingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &recordingConn{Conn: c}, nil
-}
-
-// recordingConn keeps the first bytes read from and written to a
-// connection, enough to hold the HTTP heads of a handshake.
-type recordingConn struct {
-	net.Conn
-	mu      sync.Mutex
-	read    bytes.Buffer
-	written bytes.Buffer
-}
-
-const recordLimit = 64 << 10
-
-func (c *recordingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.mu.Lock()
-	if c.read.Len() < recordLimit {
-		c.read.Write(p[:n])
-	}
-	c.mu.Unlock()
-	return n, err
-}
-
-func (c *recordingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.written.Len() < recordLimit {
-		c.written.Write(p)
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(p)
-}
-
-func (c *recordingConn) readHead() string    { return c.head(&c.read) }
-func (c *recordingConn) writtenHead() string { return c.head(&c.written) }
-
-func (c *recordingConn) head(b *bytes.Buffer) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := b.String()
-	if i := strings.Index(s, "\r\n\r\n"); i >= 0 {
-		return s[:i+4]
-	}
-	return s
-}
-
-type rawConnKey struct{}
-
-func withRawConn(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, rawConnKey{}, c)
 }
