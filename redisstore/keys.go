@@ -41,3 +41,14 @@ func (k Keys) AppendSessionKey(dst []byte, userID, sessionID []byte) []byte {
 	dst = append(dst, "}:session:"...)
 	return append(dst, sessionID...)
 }
+
+// VerifyMarker starts the value of a token key that is valid only as of
+// its writer's last read of MongoDB: the proxy asks the mirror before
+// serving it (docs/data-contract.md). A key whose value does not start
+// with it is valid by its presence alone.
+const VerifyMarker = `{"verify":true`
+
+// Marked reports whether a token key's value carries VerifyMarker.
+func Marked(value string) bool {
+	return len(value) >= len(VerifyMarker) && value[:len(VerifyMarker)] == VerifyMarker
+}
