@@ -202,12 +202,12 @@ func readBulkMarked(r *bufio.Reader) (found, marked bool, err error) {
 	case n == -1:
 		return false, false, nil
 	}
-	if n >= int64(len(VerifyMarker)) {
-		head, err := r.Peek(len(VerifyMarker))
+	if n > int64(len(VerifyMarker)) {
+		head, err := r.Peek(len(VerifyMarker) + 1)
 		if err != nil {
 			return false, false, err
 		}
-		marked = string(head) == VerifyMarker
+		marked = markedHead(head)
 	}
 	if _, err := r.Discard(int(n)); err != nil {
 		return false, false, err
