@@ -155,3 +155,29 @@ func TestMarkedTokenWithMirrorStoppedFollowsOnError(t *testing.T) {
 		_ = e.redis.Del(context.Background(), "rc:mirror:verify").Err()
 	}
 }
+
+// TestPollStartRewritesUnmarkedKeys: keys written without marks (by a
+// change-stream run, or an older version) are not all re-checked, so a
+// poll-mode start on such a checkpoint rewrites every token key marked.
+func TestPollStartRewritesUnmarkedKeys(t *testing.T) {
+	e := newEnv(t)
+	e.insert(t, "users", revocationUser(seededAt))
+	stop := runMirror(t, e.config("rc:"), nil)
+	e.waitHeartbeat(t, "rc:", time.Time{})
+	stop()
+	ctx := context.Background()
+	key := "rc:{u1}:token:" + hashToken(tokOther)
+	// What a change-stream run leaves: unmarked keys, a checkpoint
+	// without the flag.
+	if err := e.redis.Set(ctx, key, `{}`, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.redis.HSet(ctx, "rc:mirror:checkpoint", "marked", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	runMirror(t, e.config("rc:"), nil)
+	e.waitMarked(t, key)
+	if v, _ := e.redis.HGet(ctx, "rc:mirror:checkpoint", "marked").Result(); v != "1" {
+		t.Errorf("checkpoint's marked flag after the rewrite: got %q, want 1", v)
+	}
+}
