@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -77,10 +78,10 @@ func (v *Verifier) Verify(ctx context.Context, userID, hashedToken []byte) (bool
 	if !ok {
 		deadline = time.Now().Add(time.Second)
 	}
-	// The server gives up a little before the socket does, so a missing
-	// answer is an empty reply on a connection that stays usable.
+	// The server gives up before the socket does, so a missing answer is
+	// usually an empty reply on a connection that stays usable.
 	wait := time.Until(deadline)
-	wait -= min(wait/10, 50*time.Millisecond)
+	wait -= min(wait/5, 200*time.Millisecond)
 	if wait < time.Millisecond {
 		return false, ErrNoVerification
 	}
@@ -93,10 +94,12 @@ func (v *Verifier) Verify(ctx context.Context, userID, hashedToken []byte) (bool
 		pop = p.Do(ctx, "BLPOP", v.reply+nonce, strconv.FormatFloat(wait.Seconds(), 'f', 3, 64))
 		return nil
 	})
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
 		return false, ErrNoVerification
-	}
-	if err != nil {
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		return false, fmt.Errorf("%w: %w", ErrNoVerification, err)
+	case err != nil:
 		return false, fmt.Errorf("redisstore: verify: %w", err)
 	}
 	got, err := pop.StringSlice()

@@ -147,7 +147,7 @@ func TestMarkedTokenWithMirrorStoppedFollowsOnError(t *testing.T) {
 		case onError == sessions.OnErrorUnavailable && (!answered || ctx.Response.StatusCode() != fasthttp.StatusServiceUnavailable):
 			t.Errorf("on_error unavailable: answered=%v status %d, want 503", answered, ctx.Response.StatusCode())
 		}
-		if took < 250*time.Millisecond || took > 2*time.Second {
+		if took < 200*time.Millisecond || took > 2*time.Second {
 			t.Errorf("%s: took %v, want about route.verify_timeout (300ms)", onError, took)
 		}
 		// The question left in the queue is nobody's: drop it, so the
