@@ -34,6 +34,9 @@ const (
 	verifyReplyName  = "mirror:verified:"
 	verifyReplyTTL   = 5 * time.Second
 	verifyReplyValid = "1"
+	// maxVerifyQueue bounds the questions waiting: beyond it the oldest,
+	// whose askers have given up by then, are dropped.
+	maxVerifyQueue = 10000
 )
 
 var _ sessions.Verifier = (*Verifier)(nil)
@@ -91,6 +94,9 @@ func (v *Verifier) Verify(ctx context.Context, userID, hashedToken []byte) (bool
 	var pop *redis.Cmd
 	_, err := v.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.RPush(ctx, v.queue, nonce+" "+string(hashedToken)+" "+string(userID))
+		// While no mirror reads the queue (stopped, or following change
+		// streams), questions nobody will answer must not pile up.
+		p.LTrim(ctx, v.queue, -maxVerifyQueue, -1)
 		pop = p.Do(ctx, "BLPOP", v.reply+nonce, strconv.FormatFloat(wait.Seconds(), 'f', 3, 64))
 		return nil
 	})
