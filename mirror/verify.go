@@ -91,6 +91,5 @@ func (m *mirror) verifyOnce(ctx context.Context) error {
 		m.metrics.verifications.WithLabelValues(result).Inc()
 		m.metrics.verifySeconds.Observe(took)
 	}
-	m.metrics.revoked.Add(float64(st.revoked))
 	return nil
 }

@@ -240,7 +240,8 @@ func New(opts Options) (*Handler, error) {
 // session together for a valid query (one round trip), the token alone
 // otherwise, so that an invalid query from an unauthenticated caller is a
 // 401, not a 400, and a session id that cannot be real never reaches the
-// Store.
+// Store. A token the Store reports marked (ErrUnverified) is settled with
+// the Verifier before any answer.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 	if !nodeAccepts(ctx.Request.Header.RequestURI()) {
 		// Node's HTTP parser answers 400 before Rocket.Chat runs; the
