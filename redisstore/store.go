@@ -19,11 +19,11 @@ var _ sessions.Store = (*Store)(nil)
 // single MGET reaches both.
 //
 // Errors: auth.ErrInvalidToken and sessions.ErrNotFound for keys that do
-// not exist or are of another type than string; sessions.ErrUnverified (or
-// sessions.ErrUnverifiedNotFound) when the token key's value starts with
-// VerifyMarker (MGET answers nil for
+// not exist or are of another type than string (MGET answers nil for
 // both: the data contract allows only strings, so a hash or a list at a
-// token key is no valid token, to Session and Authenticate alike); any
+// token key is no valid token, to Session and Authenticate alike);
+// sessions.ErrUnverified, or sessions.ErrUnverifiedNotFound, when the token
+// key's value is marked (see Marked); any
 // other error is a failure of Redis or of the connection and is wrapped. Errors never contain a key: a
 // token key holds the hashed token.
 //
