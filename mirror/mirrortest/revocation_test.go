@@ -24,7 +24,10 @@ type route struct {
 
 func (e *env) route(t testing.TB, prefix string) *route {
 	t.Helper()
-	return e.routeWith(t, prefix, sessions.Options{})
+	// A verification takes milliseconds, but under the race detector on a
+	// loaded machine the in-process FerretDB can take longer than the
+	// default second; these tests are about answers, not that deadline.
+	return e.routeWith(t, prefix, sessions.Options{VerifyTimeout: 5 * time.Second})
 }
 
 // routeWith is route with opts (Store, Activity and Verifier are set
@@ -41,7 +44,7 @@ func (e *env) routeWith(t testing.TB, prefix string, opts sessions.Options) *rou
 	go func() { defer close(done); rep.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	cfg := e.config(prefix)
-	vrdb, err := redisstore.NewVerifyClient(&cfg.Redis, cfg.Route.VerifyTimeout)
+	vrdb, err := redisstore.NewVerifyClient(&cfg.Redis, max(opts.VerifyTimeout, cfg.Route.VerifyTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
