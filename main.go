@@ -188,6 +188,16 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		Help: "Token lookups not reported to the mirror: queue full, or over the 401s reported per flush.",
 	}, func() float64 { return float64(activity.Dropped()) }))
 
+	// A poll-mode mirror marks the token keys it does not re-check every
+	// poll; the route asks it about those before serving them, over
+	// connections of their own since each waits up to route.verify_timeout.
+	vrdb, err := redisstore.NewVerifyClient(&cfg.Redis, cfg.Route.VerifyTimeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiongate: %v\n", err)
+		return exitConfig
+	}
+	defer vrdb.Close()
+
 	var routes []proxy.Route
 	var sh *shadow.Shadow // with sessions.shadow.rate, compares the route with the upstream
 	var versions *sessions.VersionWatcher
@@ -195,6 +205,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, stderr io.W
 		h, err := sessions.New(sessions.Options{
 			Activity:         activity.Report,
 			Store:            store,
+			Verifier:         redisstore.NewVerifier(vrdb, cfg.Redis.KeyPrefix),
+			VerifyTimeout:    cfg.Route.VerifyTimeout,
 			OnError:          cfg.Redis.OnError,
 			UnauthorizedBody: cfg.Route.UnauthorizedBody,
 			Version:          cfg.RocketChat.FallbackVersion,

@@ -142,6 +142,10 @@ type Route struct {
 	// Enabled turns interception on; off, the route is forwarded like any
 	// other. Default true.
 	Enabled bool `mapstructure:"enabled"`
+	// VerifyTimeout bounds the wait for the mirror's answer about a token
+	// key marked "verify before serving" (docs/data-contract.md); no answer
+	// in time is a Redis failure (redis.on_error). Default 1s.
+	VerifyTimeout time.Duration `mapstructure:"verify_timeout"`
 }
 
 // RocketChat names the upstream's Rocket.Chat version, whose era decides

@@ -62,6 +62,7 @@ var Keys = []Key{
 
 	{"route.enabled", true, "answer GET /api/v1/sessions/info from Redis (false: forward it)", false},
 	{"route.unauthorized_body", "auto", "401 body: auto (the upstream's era), classic (documented) or extended (Rocket.Chat 7.4+)", false},
+	{"route.verify_timeout", time.Second, "wait for the mirror's answer about a token it marked to verify (poll mode); none in time counts as a Redis failure (redis.on_error)", false},
 
 	{"rocketchat.version", "auto", "the upstream's Rocket.Chat version, which picks the route's era: auto (asked from GET /api/info) or a version like 6.12.0", false},
 	{"rocketchat.fallback_version", "7.3.0", "the version assumed while the upstream does not tell its own (auto)", false},

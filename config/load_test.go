@@ -48,6 +48,7 @@ var everyKey = []struct {
 	{"redis.cluster.addrs", "c1:6379,c2:6379", []string{"c1:6379", "c2:6379"}},
 	{"route.enabled", "false", false},
 	{"route.unauthorized_body", "extended", "extended"},
+	{"route.verify_timeout", "3s", 3 * time.Second},
 	{"rocketchat.version", "6.12.0", "6.12.0"},
 	{"rocketchat.fallback_version", "7.6.0", "7.6.0"},
 	{"rocketchat.refresh_interval", "1m", time.Minute},

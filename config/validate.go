@@ -100,6 +100,7 @@ func (c *Config) Validate() error {
 		bad("redis.on_error", c.Redis.OnError, "must be forward or unavailable")
 	}
 	positive("redis.timeout", c.Redis.Timeout)
+	positive("route.verify_timeout", c.Route.VerifyTimeout)
 	positive("redis.dial_timeout", c.Redis.DialTimeout)
 	if c.Redis.PoolSize < 0 {
 		bad("redis.pool_size", c.Redis.PoolSize, "must not be negative")

@@ -45,14 +45,17 @@ func (m *mirror) recheckActive(ctx context.Context, exp time.Duration) (recheckS
 	}
 	for start := 0; start < len(act); start += m.cfg.BatchSize {
 		part := act[start:min(len(act), start+m.cfg.BatchSize)]
-		if err := m.recheckBatch(ctx, part, exp, &st); err != nil {
+		if _, err := m.recheckBatch(ctx, part, exp, &st); err != nil {
 			return st, err
 		}
 	}
 	return st, nil
 }
 
-func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken, exp time.Duration, st *recheckStats) error {
+// recheckBatch looks the tokens of act up in MongoDB with one query, and
+// rewrites (or deletes) the token sets of the users where Redis and MongoDB
+// disagree; valid[i] tells whether act[i] is a valid token of its user.
+func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken, exp time.Duration, st *recheckStats) (valid []bool, err error) {
 	st.checked += len(act)
 	hashes := make(bson.A, 0, len(act))
 	seen := make(map[string]bool, len(act))
@@ -66,7 +69,7 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 		bson.D{{Key: "services.resume.loginTokens.hashedToken", Value: bson.D{{Key: "$in", Value: hashes}}}},
 		options.Find().SetProjection(userProjection()))
 	if err != nil {
-		return fmt.Errorf("re-check tokens: %w", err)
+		return nil, fmt.Errorf("re-check tokens: %w", err)
 	}
 	// owner maps each valid hash to the user whose token set holds it.
 	found := make(map[string]redisstore.UserTokens)
@@ -85,20 +88,21 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 	err = cur.Err()
 	cur.Close(ctx)
 	if err != nil {
-		return fmt.Errorf("re-check tokens: %w", err)
+		return nil, fmt.Errorf("re-check tokens: %w", err)
 	}
 
+	valid = make([]bool, len(act))
 	var done []string                // entries dealt with for good
 	rewrite := make(map[string]bool) // users whose token set changed
 	var lookup []string              // of those, users not read above
-	for _, a := range act {
-		valid := owner[a.Hash] == a.UserID
+	for i, a := range act {
+		valid[i] = owner[a.Hash] == a.UserID
 		switch {
-		case a.Kind == redisstore.ActivityHit && valid:
+		case a.Kind == redisstore.ActivityHit && valid[i]:
 			continue // still valid: check again next time
 		case a.Kind == redisstore.ActivityHit:
 			st.rewrites++
-		case valid:
+		case valid[i]:
 			st.added++
 		}
 		switch {
@@ -106,7 +110,7 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 			// Written now, or a wrong token MongoDB does not know either:
 			// done.
 			done = append(done, a.Member)
-			if !valid {
+			if !valid[i] {
 				continue
 			}
 		case now.Sub(a.Seen) >= revokedRecheck:
@@ -124,12 +128,12 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 		}
 	}
 	if len(rewrite) == 0 {
-		return m.w.RemoveActive(ctx, done)
+		return valid, m.w.RemoveActive(ctx, done)
 	}
 	if len(lookup) > 0 {
 		more, err := m.findUsers(ctx, lookup, exp)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for id, u := range more {
 			found[id] = u
@@ -148,7 +152,7 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 				}
 			}
 			if _, err := m.w.DeleteUser(ctx, id, extra...); err != nil {
-				return err
+				return nil, err
 			}
 			st.usersDeleted++
 			continue
@@ -165,13 +169,13 @@ func (m *mirror) recheckBatch(ctx context.Context, act []redisstore.ActiveToken,
 		writes = append(writes, u)
 	}
 	if _, err := m.w.WriteUserTokens(ctx, writes); err != nil {
-		return err
+		return nil, err
 	}
 	if st.rewrites+st.added > 0 {
 		m.log.Debug("active tokens re-checked", zap.Int("checked", st.checked),
 			zap.Int("removed_tokens", st.rewrites), zap.Int("added", st.added), zap.Int("users_deleted", st.usersDeleted))
 	}
-	return m.w.RemoveActive(ctx, done)
+	return valid, m.w.RemoveActive(ctx, done)
 }
 
 // pollTrash deletes the keys of users moved to rocketchat__trash (deleted

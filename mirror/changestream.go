@@ -318,9 +318,9 @@ func (m *mirror) follow(ctx context.Context, cs *mongo.ChangeStream) error {
 }
 
 // whatPollLoses is the warning when auto falls back to poll mode.
-const whatPollLoses = "removals of tokens not used through the proxy within mirror.active_window, " +
-	"and deleted sessions, wait for reconciliation (mirror.reconcile_interval); " +
-	"such a token, used again, is answered once before its re-check removes it"
+const whatPollLoses = "deleted sessions wait for reconciliation (mirror.reconcile_interval); " +
+	"a token not used within mirror.active_window costs one more round trip to this mirror at its next use, " +
+	"and while the mirror is down such a token is treated as a Redis failure (redis.on_error)"
 
 // chooseMode decides between change streams and polling (mirror.follow);
 // false when ctx ended first. With auto it opens a change stream: a server

@@ -15,6 +15,8 @@ import (
 type metrics struct {
 	events, resyncs, rechecked, revoked prometheus.Counter
 	errors                              *prometheus.CounterVec
+	verifications                       *prometheus.CounterVec
+	verifySeconds                       prometheus.Histogram
 	// heartbeat is the last heartbeat written, Unix nanoseconds; 0 before.
 	heartbeat atomic.Int64
 	// synced: the initial sync (or a resume) is done.
@@ -33,7 +35,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revoked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "sessiongate", Subsystem: "mirror",
 			Name: "tokens_revoked_total", Help: "Recently used tokens found removed from MongoDB by a re-check (poll mode)."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sessiongate", Subsystem: "mirror",
-			Name: "errors_total", Help: "Failed mirror cycles, by stage (start, poll, recheck, reconcile, stream)."}, []string{"stage"}),
+			Name: "errors_total", Help: "Failed mirror cycles, by stage (start, poll, recheck, verify, reconcile, stream)."}, []string{"stage"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sessiongate", Subsystem: "mirror",
+			Name: "verifications_total", Help: "Marked tokens the proxies asked about, by result (valid, invalid) (poll mode)."}, []string{"result"}),
+		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "sessiongate", Subsystem: "mirror",
+			Name: "verify_duration_seconds", Help: "Time from reading a verification to answering it (poll mode).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
 	}
 	m.mode.Store("")
 	if reg == nil {
@@ -50,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			}
 			return 0
 		})
-	for _, c := range []prometheus.Collector{m.events, m.resyncs, m.rechecked, m.revoked, m.errors, lag, mode} {
+	for _, c := range []prometheus.Collector{m.events, m.resyncs, m.rechecked, m.revoked, m.errors, m.verifications, m.verifySeconds, lag, mode} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

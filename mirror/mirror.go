@@ -157,6 +157,9 @@ type mirror struct {
 	metrics *metrics
 
 	cp redisstore.Checkpoint
+	// marking: poll mode, whose token keys are marked unless re-checked
+	// every poll; set before any write.
+	marking bool
 	// exp is the Accounts_LoginExpiration last read, for the re-check
 	// goroutine; 0 until start has read it.
 	exp atomic.Int64
@@ -177,6 +180,11 @@ func (m *mirror) run(ctx context.Context) error {
 		return nil
 	}
 	m.metrics.mode.Store(mode)
+	// Poll mode marks the token keys it does not re-check every poll, so
+	// the proxy asks before serving them (verify.go); a change stream sees
+	// every removal, and its keys are valid by their presence alone.
+	m.marking = mode != FollowChangeStream
+	m.w.SetMarking(m.marking)
 	if mode == FollowChangeStream {
 		// Reconciliation catches deleted sessions whose collection keeps
 		// no pre-images, and anything else a bug might leave behind.
@@ -210,10 +218,14 @@ func (m *mirror) run(ctx context.Context) error {
 	// a large backlog must not delay a revocation.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		m.recheckLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		m.verifyLoop(ctx)
 	}()
 
 	poll := time.NewTicker(m.cfg.PollInterval)
@@ -329,7 +341,10 @@ func (m *mirror) start(ctx context.Context) error {
 		m.cp.ResumeToken = nil
 		m.log.Info("resuming from checkpoint",
 			zap.Time("users", cp.Users), zap.Time("sessions", cp.Sessions))
-		if cp.LoginExpiration != exp {
+		if cp.LoginExpiration != exp || !cp.Marked {
+			// Without marks (a change-stream run, or an older version
+			// wrote the keys), an unmarked key may be one nobody
+			// re-checks: every key is rewritten marked.
 			return m.resyncTokens(ctx, exp)
 		}
 		return nil
@@ -358,7 +373,8 @@ func (m *mirror) initialSync(ctx context.Context, exp time.Duration) error {
 		zap.Int("users", users), zap.Int("tokens", tokens), zap.Int("sessions", sessions),
 		zap.Duration("elapsed", elapsed),
 		zap.Float64("docs_per_second", float64(users+sessions)/max(elapsed.Seconds(), 1e-3)))
-	m.cp = redisstore.Checkpoint{Database: m.db.Name(), Users: began, Sessions: began, Trash: began, LoginExpiration: exp}
+	m.cp = redisstore.Checkpoint{Database: m.db.Name(), Users: began, Sessions: began, Trash: began, LoginExpiration: exp,
+		Marked: m.marking}
 	if err := m.w.SaveCheckpoint(ctx, m.cp); err != nil {
 		return err
 	}
@@ -370,14 +386,20 @@ func (m *mirror) initialSync(ctx context.Context, exp time.Duration) error {
 }
 
 // resyncTokens rewrites every token key after Accounts_LoginExpiration
-// changed, since every expiry moved.
+// changed, since every expiry moved, or when poll mode finds keys written
+// without marks.
 func (m *mirror) resyncTokens(ctx context.Context, exp time.Duration) error {
-	m.log.Info("login expiration changed, rewriting tokens",
-		zap.Duration("was", m.cp.LoginExpiration), zap.Duration("now", exp))
+	if m.cp.LoginExpiration != exp {
+		m.log.Info("login expiration changed, rewriting tokens",
+			zap.Duration("was", m.cp.LoginExpiration), zap.Duration("now", exp))
+	} else {
+		m.log.Info("token keys not marked for poll mode, rewriting tokens")
+	}
 	if _, _, err := m.syncUsers(ctx, exp); err != nil {
 		return err
 	}
 	m.cp.LoginExpiration = exp
+	m.cp.Marked = m.marking
 	return m.w.SaveCheckpoint(ctx, m.cp)
 }
 
@@ -409,6 +431,9 @@ func (m *mirror) syncUsers(ctx context.Context, exp time.Duration) (users, token
 		}
 		users++
 		tokens += len(u.Tokens)
+		// A full sync re-checks nothing: in poll mode every key is
+		// marked, warm or not.
+		u.MarkAll = true
 		batch = append(batch, u)
 		if len(batch) == m.cfg.BatchSize {
 			if err := flush(); err != nil {

@@ -184,22 +184,22 @@ type ActiveToken struct {
 const MaxActiveTokens = 200000
 
 // ActiveTokens returns the entries of the activity set seen at or after
-// since, and removes those seen before it (and the oldest beyond
-// MaxActiveTokens).
+// since, after cooling those seen before it (and the oldest beyond
+// MaxActiveTokens): see cool.
 func (w *Writer) ActiveTokens(ctx context.Context, since time.Time) ([]ActiveToken, error) {
+	if err := w.cool(ctx, since); err != nil {
+		return nil, err
+	}
 	key := w.keys.Prefix + activityName
 	cut := strconv.FormatInt(since.UnixMilli(), 10)
-	var rng *redis.ZSliceCmd
-	_, err := w.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRemRangeByScore(ctx, key, "-inf", "("+cut)
-		p.ZRemRangeByRank(ctx, key, 0, -MaxActiveTokens-1)
-		rng = p.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: cut, Max: "+inf"})
-		return nil
-	})
+	members, err := w.client.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: cut, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read active tokens: %w", err)
 	}
-	members := rng.Val()
+	return parseActive(members), nil
+}
+
+func parseActive(members []redis.Z) []ActiveToken {
 	out := make([]ActiveToken, 0, len(members))
 	for _, z := range members {
 		m, ok := z.Member.(string)
@@ -209,7 +209,85 @@ func (w *Writer) ActiveTokens(ctx context.Context, since time.Time) ([]ActiveTok
 		out = append(out, ActiveToken{Kind: m[0], Hash: m[1 : 1+auth.HashedTokenLen], UserID: m[1+auth.HashedTokenLen:],
 			Member: m, Seen: time.UnixMilli(int64(z.Score))})
 	}
-	return out, nil
+	return out
+}
+
+// removeIfOldScript removes members of the sorted set KEYS[1] whose score
+// is still at most the one given (ARGV: member, score, ...): an entry
+// refreshed since it was read stays.
+var removeIfOldScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) <= tonumber(ARGV[i + 1]) then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return n
+`)
+
+// cool takes out of the activity set the entries seen before since, and
+// the oldest beyond MaxActiveTokens. A token key that was there ('h') may
+// be unmarked, valid by its presence alone, because the mirror re-checks
+// it every poll; before its entry goes, its key is marked again, so the
+// proxy asks the mirror before serving it next (docs/data-contract.md).
+// Marking first, then removing only entries nobody refreshed meanwhile,
+// never leaves an unmarked key outside the set.
+func (w *Writer) cool(ctx context.Context, since time.Time) error {
+	key := w.keys.Prefix + activityName
+	cut := "(" + strconv.FormatInt(since.UnixMilli(), 10)
+	for range 1000 { // bounded: each round takes out what it read
+		old, err := w.client.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: cut, Count: int64(w.batch)}).Result()
+		if err != nil {
+			return fmt.Errorf("cool active tokens: %w", err)
+		}
+		if len(old) == 0 {
+			break
+		}
+		if err := w.coolEntries(ctx, old); err != nil {
+			return err
+		}
+		if len(old) < w.batch {
+			break
+		}
+	}
+	n, err := w.client.ZCard(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("cool active tokens: %w", err)
+	}
+	for over := n - MaxActiveTokens; over > 0; over -= int64(w.batch) {
+		old, err := w.client.ZRangeWithScores(ctx, key, 0, min(over, int64(w.batch))-1).Result()
+		if err != nil {
+			return fmt.Errorf("cool active tokens: %w", err)
+		}
+		if err := w.coolEntries(ctx, old); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Writer) coolEntries(ctx context.Context, entries []redis.Z) error {
+	var hashes, users []string
+	args := make([]any, 0, 2*len(entries))
+	for _, z := range entries {
+		m, _ := z.Member.(string)
+		args = append(args, m, strconv.FormatFloat(z.Score, 'f', -1, 64))
+	}
+	for _, a := range parseActive(entries) {
+		if a.Kind == ActivityHit {
+			hashes = append(hashes, a.Hash)
+			users = append(users, a.UserID)
+		}
+	}
+	if err := w.setMarks(ctx, true, hashes, users); err != nil {
+		return err
+	}
+	err := removeIfOldScript.Run(ctx, w.client, []string{w.keys.Prefix + activityName}, args...).Err()
+	if err != nil {
+		return fmt.Errorf("cool active tokens: %w", err)
+	}
+	return nil
 }
 
 // ClearActive empties the activity set: a mirror following change streams

@@ -60,6 +60,7 @@ func TestStoreConformance(t *testing.T) {
 			}
 			t.Run("answers", func(t *testing.T) { conformAnswers(t, newStore) })
 			t.Run("odd values", func(t *testing.T) { conformOddValues(t, newStore) })
+			t.Run("marked tokens", func(t *testing.T) { conformMarked(t, newStore) })
 			t.Run("concurrent", func(t *testing.T) { conformConcurrent(t, newStore) })
 			t.Run("acl user and db", func(t *testing.T) { conformACL(t, newStore) })
 			t.Run("outage and recovery", func(t *testing.T) { conformOutage(t, newStore) })
@@ -78,8 +79,11 @@ func conformLookup(t *testing.T, ctx context.Context, s *redisstore.Store, user,
 		t.Errorf("Session(%q, %q, %q): got %.40q, %v; want %.40q, %v", user, token, session, doc, err, wantDoc, wantErr)
 	}
 	wantAuth := wantErr
-	if wantAuth == sessions.ErrNotFound {
+	switch wantAuth {
+	case sessions.ErrNotFound:
 		wantAuth = nil
+	case sessions.ErrUnverifiedNotFound:
+		wantAuth = sessions.ErrUnverified
 	}
 	if err := s.Authenticate(ctx, []byte(user), hash); !errors.Is(err, wantAuth) || (wantAuth == nil) != (err == nil) {
 		t.Errorf("Authenticate(%q, %q): got %v, want %v", user, token, err, wantAuth)
@@ -165,6 +169,57 @@ func conformOddValues(t *testing.T, newStore storeMaker) {
 		t.Run(tt.name, func(t *testing.T) {
 			conformLookup(t, deadlineOnly{time.Now().Add(5 * time.Second)}, s, tt.user, tt.token, tt.session, tt.doc, tt.err)
 		})
+	}
+}
+
+// conformMarked: a token key whose value starts with the verify marker is
+// reported as such, with the session document; lookalikes are not.
+func conformMarked(t *testing.T, newStore storeMaker) {
+	srv := startStoreTestServer(t)
+	rdb := srv.client(t)
+	ctx := context.Background()
+	keys := redisstore.Keys{Prefix: storeTestPrefix}
+	values := map[string]string{
+		"bare":      `{"verify":true}`,
+		"with when": `{"verify":true,"when":"2023-05-23T16:33:45.202Z"}`,
+		"pat":       `{"verify":true,"type":"personalAccessToken"}`,
+		"false":     `{"verify":false}`,
+		"longer":    `{"verify":trueish}`,
+		"short":     `{"verify":true`,
+		"later":     `{"when":"x","verify":true}`,
+		"plain":     `{}`,
+		"large pad": `{"verify":true,"pad":"` + strings.Repeat("x", 100_000) + `"}`,
+		"empty":     ``,
+		"not json":  `verify`,
+	}
+	for user, v := range values {
+		if err := rdb.Set(ctx, keys.TokenKey(user, auth.HashToken("t")), v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Set(ctx, keys.SessionKey(user, "s"), `{"u":1}`, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newStore(t, rdb)
+	for round := range 2 {
+		for user, v := range values {
+			t.Run(fmt.Sprintf("%s/round=%d", user, round), func(t *testing.T) {
+				d := deadlineOnly{time.Now().Add(5 * time.Second)}
+				if redisstore.Marked(v) {
+					conformLookup(t, d, s, user, "t", "s", `{"u":1}`, sessions.ErrUnverified)
+					conformLookup(t, d, s, user, "t", "none", "", sessions.ErrUnverifiedNotFound)
+				} else {
+					conformLookup(t, d, s, user, "t", "s", `{"u":1}`, nil)
+					conformLookup(t, d, s, user, "t", "none", "", sessions.ErrNotFound)
+				}
+			})
+		}
+	}
+	for v, want := range map[string]bool{`{"verify":true}`: true, `{"verify":true,"a":1}`: true, `{"verify":true`: false,
+		`{"verify":trueish}`: false, `{}`: false, ``: false} {
+		if got := redisstore.Marked(v); got != want {
+			t.Errorf("Marked(%q): got %v, want %v", v, got, want)
+		}
 	}
 }
 

@@ -112,19 +112,13 @@ func (d *direct) Session(ctx context.Context, userID, hashedToken, sessionID []b
 	c.kbuf = d.keys.AppendSessionKey(c.kbuf[:0], userID, sessionID)
 	b = appendBulk(b, c.kbuf)
 	c.wbuf = b
-	doc, tokenFound, docFound, err := c.mget(b)
+	doc, tokenFound, marked, docFound, err := c.mget(b)
 	if err != nil {
 		d.discard(c)
 		return "", fmt.Errorf("redisstore: mget: %w", err)
 	}
 	d.put(c)
-	switch {
-	case !tokenFound:
-		return "", auth.ErrInvalidToken
-	case !docFound:
-		return "", sessions.ErrNotFound
-	}
-	return doc, nil
+	return lookupResult(doc, tokenFound, marked, docFound)
 }
 
 // Authenticate checks the token key holds a string with an MGET of that
@@ -138,14 +132,17 @@ func (d *direct) Authenticate(ctx context.Context, userID, hashedToken []byte) e
 	c.kbuf = d.keys.AppendTokenKey(c.kbuf[:0], userID, hashedToken)
 	b = appendBulk(b, c.kbuf)
 	c.wbuf = b
-	found, err := c.mgetOne(b)
+	found, marked, err := c.mgetOne(b)
 	if err != nil {
 		d.discard(c)
 		return fmt.Errorf("redisstore: mget: %w", err)
 	}
 	d.put(c)
-	if !found {
+	switch {
+	case !found:
 		return auth.ErrInvalidToken
+	case marked:
+		return sessions.ErrUnverified
 	}
 	return nil
 }
@@ -358,43 +355,43 @@ func (c *respConn) peekFD(fd uintptr) bool {
 }
 
 // mget sends an MGET of a token key and a session key and reads its reply.
-func (c *respConn) mget(cmd []byte) (doc string, tokenFound, docFound bool, err error) {
+// Of the token's value only its start is read: whether it is marked.
+func (c *respConn) mget(cmd []byte) (doc string, tokenFound, marked, docFound bool, err error) {
 	if _, err := c.nc.Write(cmd); err != nil {
-		return "", false, false, err
+		return "", false, false, false, err
 	}
 	n, err := readArrayLen(c.rd)
 	if err != nil {
-		return "", false, false, err
+		return "", false, false, false, err
 	}
 	if n != 2 {
-		return "", false, false, errShortReply
+		return "", false, false, false, errShortReply
 	}
-	if _, tokenFound, err = readBulk(c.rd, false); err != nil {
-		return "", false, false, err
+	if tokenFound, marked, err = readBulkMarked(c.rd); err != nil {
+		return "", false, false, false, err
 	}
 	// The session value is read in full either way, to keep the
 	// connection in step; it is kept only with a valid token.
 	if doc, docFound, err = readBulk(c.rd, tokenFound); err != nil {
-		return "", false, false, err
+		return "", false, false, false, err
 	}
-	return doc, tokenFound, docFound, nil
+	return doc, tokenFound, marked, docFound, nil
 }
 
-// mgetOne sends an MGET of one key and reports whether it holds a string;
-// the value is skipped.
-func (c *respConn) mgetOne(cmd []byte) (found bool, err error) {
+// mgetOne sends an MGET of one key and reports whether it holds a string,
+// and whether that is marked; the rest of the value is skipped.
+func (c *respConn) mgetOne(cmd []byte) (found, marked bool, err error) {
 	if _, err := c.nc.Write(cmd); err != nil {
-		return false, err
+		return false, false, err
 	}
 	n, err := readArrayLen(c.rd)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if n != 1 {
-		return false, errShortReply
+		return false, false, errShortReply
 	}
-	_, found, err = readBulk(c.rd, false)
-	return found, err
+	return readBulkMarked(c.rd)
 }
 
 // handshake authenticates and selects the database, as go-redis does on a

@@ -41,3 +41,21 @@ func (k Keys) AppendSessionKey(dst []byte, userID, sessionID []byte) []byte {
 	dst = append(dst, "}:session:"...)
 	return append(dst, sessionID...)
 }
+
+// VerifyMarker, followed by ',' or '}', starts the value of a token key
+// that is valid only as of its writer's last read of MongoDB: the proxy
+// asks the mirror before serving it (docs/data-contract.md). A key whose
+// value does not start so is valid by its presence alone.
+const VerifyMarker = `{"verify":true`
+
+// Marked reports whether a token key's value is marked (VerifyMarker).
+func Marked(value string) bool {
+	return len(value) > len(VerifyMarker) && markedHead(value[:len(VerifyMarker)+1])
+}
+
+// markedHead reports whether head, the first len(VerifyMarker)+1 bytes
+// of a value, marks it.
+func markedHead[S string | []byte](head S) bool {
+	c := head[len(VerifyMarker)]
+	return string(head[:len(VerifyMarker)]) == VerifyMarker && (c == ',' || c == '}')
+}

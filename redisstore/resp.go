@@ -181,6 +181,43 @@ func readBulk(r *bufio.Reader, keep bool) (val string, found bool, err error) {
 	return val, true, nil
 }
 
+// readBulkMarked reads a bulk string reply without keeping it, and reports
+// whether it was there and whether it starts with VerifyMarker.
+func readBulkMarked(r *bufio.Reader) (found, marked bool, err error) {
+	line, err := readLine(r)
+	if err != nil {
+		return false, false, err
+	}
+	switch line[0] {
+	case '$':
+	case '-':
+		return false, false, newReplyError(line)
+	default:
+		return false, false, errProtocol
+	}
+	n, ok := parseInt(line[1:])
+	switch {
+	case !ok || n < -1:
+		return false, false, errProtocol
+	case n == -1:
+		return false, false, nil
+	}
+	if n > int64(len(VerifyMarker)) {
+		head, err := r.Peek(len(VerifyMarker) + 1)
+		if err != nil {
+			return false, false, err
+		}
+		marked = markedHead(head)
+	}
+	if _, err := r.Discard(int(n)); err != nil {
+		return false, false, err
+	}
+	if err := readCRLF(r); err != nil {
+		return false, false, err
+	}
+	return true, marked, nil
+}
+
 func readCRLF(r *bufio.Reader) error {
 	cr, err := r.ReadByte()
 	if err != nil {

@@ -2,25 +2,51 @@ package redisstore
 
 import (
 	"bufio"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // parseMGET reads an MGET reply of two values as respConn.mget does.
 func parseMGET(reply string) (doc string, tokenFound, docFound bool, err error) {
+	doc, tokenFound, _, docFound, err = parseMGETMarked(reply)
+	return doc, tokenFound, docFound, err
+}
+
+func parseMGETMarked(reply string) (doc string, tokenFound, marked, docFound bool, err error) {
 	r := bufio.NewReaderSize(strings.NewReader(reply), 16)
 	n, err := readArrayLen(r)
 	if err != nil {
-		return "", false, false, err
+		return "", false, false, false, err
 	}
 	if n != 2 {
-		return "", false, false, errShortReply
+		return "", false, false, false, errShortReply
 	}
-	if _, tokenFound, err = readBulk(r, false); err != nil {
-		return "", false, false, err
+	if tokenFound, marked, err = readBulkMarked(r); err != nil {
+		return "", false, false, false, err
 	}
 	doc, docFound, err = readBulk(r, tokenFound)
-	return doc, tokenFound, docFound, err
+	return doc, tokenFound, marked, docFound, err
+}
+
+// The token's value is read only as far as the marker, across the
+// reader's buffer (16 bytes here) too.
+func TestParseMGETMarked(t *testing.T) {
+	bulk := func(v string) string { return "$" + strconv.Itoa(len(v)) + "\r\n" + v + "\r\n" }
+	for v, want := range map[string]bool{
+		`{"verify":true}`:                          true,
+		`{"verify":true,"when":"2023-05-23T16"}`:   true,
+		`{"verify":true` + strings.Repeat("x", 40): false,
+		`{"verify":true`:                           false,
+		`{"verify":false}`:                         false,
+		`{}`:                                       false,
+		``:                                         false,
+	} {
+		doc, tokenFound, marked, docFound, err := parseMGETMarked("*2\r\n" + bulk(v) + bulk("{}"))
+		if err != nil || !tokenFound || marked != want || !docFound || doc != "{}" {
+			t.Errorf("token value %q: got %q, %v, marked %v, %v, %v; want marked %v", v, doc, tokenFound, marked, docFound, err, want)
+		}
+	}
 }
 
 func TestParseMGET(t *testing.T) {
@@ -83,7 +109,10 @@ func FuzzParseMGET(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, reply string) {
-		doc, _, docFound, err := parseMGET(reply)
+		doc, tokenFound, marked, docFound, err := parseMGETMarked(reply)
+		if marked && (err != nil || !tokenFound) {
+			t.Errorf("marked without a token value (err %v)", err)
+		}
 		if err != nil && doc != "" {
 			t.Errorf("error %v with a document", err)
 		}

@@ -21,7 +21,9 @@ var _ sessions.Store = (*Store)(nil)
 // Errors: auth.ErrInvalidToken and sessions.ErrNotFound for keys that do
 // not exist or are of another type than string (MGET answers nil for
 // both: the data contract allows only strings, so a hash or a list at a
-// token key is no valid token, to Session and Authenticate alike); any
+// token key is no valid token, to Session and Authenticate alike);
+// sessions.ErrUnverified, or sessions.ErrUnverifiedNotFound, when the token
+// key's value is marked (see Marked); any
 // other error is a failure of Redis or of the connection and is wrapped. Errors never contain a key: a
 // token key holds the hashed token.
 //
@@ -94,11 +96,22 @@ func (s *Store) Session(ctx context.Context, userID, hashedToken, sessionID []by
 	if len(vals) != 2 {
 		return "", errShortReply
 	}
-	if vals[0] == nil {
+	token, tokenFound := vals[0].(string)
+	doc, docFound := vals[1].(string)
+	return lookupResult(doc, tokenFound, tokenFound && Marked(token), docFound)
+}
+
+// lookupResult is Session's answer for what the MGET found, on both
+// paths.
+func lookupResult(doc string, tokenFound, marked, docFound bool) (string, error) {
+	switch {
+	case !tokenFound:
 		return "", auth.ErrInvalidToken
-	}
-	doc, ok := vals[1].(string)
-	if !ok {
+	case marked && !docFound:
+		return "", sessions.ErrUnverifiedNotFound
+	case marked:
+		return doc, sessions.ErrUnverified
+	case !docFound:
 		return "", sessions.ErrNotFound
 	}
 	return doc, nil
@@ -123,8 +136,12 @@ func (s *Store) Authenticate(ctx context.Context, userID, hashedToken []byte) er
 	if len(vals) != 1 {
 		return errShortReply
 	}
-	if vals[0] == nil {
+	token, ok := vals[0].(string)
+	switch {
+	case !ok:
 		return auth.ErrInvalidToken
+	case Marked(token):
+		return sessions.ErrUnverified
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,7 +77,13 @@ type Writer struct {
 	client redis.UniversalClient
 	keys   Keys
 	batch  int
+	mark   atomic.Bool // poll mode: see SetMarking
 }
+
+// SetMarking turns marking on (poll mode) or off (change-stream mode):
+// on, WriteUserTokens writes keys with MarkNew, or MarkAll for
+// UserTokens.MarkAll; off, with MarkNone.
+func (w *Writer) SetMarking(on bool) { w.mark.Store(on) }
 
 // NewWriter returns a Writer for client under prefix that sends at most
 // batchSize commands per pipeline (1000 when batchSize is not positive).
@@ -154,6 +161,10 @@ type UserTokens struct {
 	// the larger version): for a state read after a change event, which is
 	// newer than anything applied before it even when _updatedAt is not.
 	Force bool
+	// MarkAll marks every key written when the Writer marks at all (see
+	// SetMarking): for a full sync, after which no key may be unmarked
+	// without being re-checked.
+	MarkAll bool
 }
 
 // syncTokensScript replaces a user's token keys with the given set unless a
@@ -161,20 +172,28 @@ type UserTokens struct {
 // token that a faster one saw removed.
 //
 // KEYS[1] is the user's index; the token keys share its hash slot (same
-// {userId} tag). ARGV: version, token key prefix, token count, then
-// (hash, ttl ms, value) per token, then stale hashes.
+// {userId} tag). ARGV: version, token key prefix, token count, marking (see
+// Marking), then (hash, ttl ms, value) per token, then stale hashes. With
+// MarkNew a key that exists unmarked (warm: the mirror re-checks it every
+// poll) is rewritten unmarked, any other marked.
 var syncTokensScript = redis.NewScript(`
 local idx = KEYS[1]
 local version = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local n = tonumber(ARGV[3])
+local marking = ARGV[4]
 local cur = redis.call('HGET', idx, 'v')
 local force = version < 0
 if force then version = -version - 1 end
 if not force and cur and tonumber(cur) > version then return 0 end
-if n == 0 and not cur and #ARGV == 3 then return 1 end
+if n == 0 and not cur and #ARGV == 4 then return 1 end
+local m = '{"verify":true'
+local function marked(v)
+  local c = string.sub(v, #m + 1, #m + 1)
+  return string.sub(v, 1, #m) == m and (c == ',' or c == '}')
+end
 local keep = {}
-for i = 0, n - 1 do keep[ARGV[4 + 3*i]] = true end
+for i = 0, n - 1 do keep[ARGV[5 + 3*i]] = true end
 for _, f in ipairs(redis.call('HKEYS', idx)) do
   if string.sub(f, 1, 2) == 't:' then
     local h = string.sub(f, 3)
@@ -184,11 +203,19 @@ for _, f in ipairs(redis.call('HKEYS', idx)) do
     end
   end
 end
-for i = 4 + 3*n, #ARGV do
+for i = 5 + 3*n, #ARGV do
   if not keep[ARGV[i]] then redis.call('DEL', prefix .. ARGV[i]) end
 end
 for i = 0, n - 1 do
-  local h, ttl, v = ARGV[4 + 3*i], tonumber(ARGV[5 + 3*i]), ARGV[6 + 3*i]
+  local h, ttl, v = ARGV[5 + 3*i], tonumber(ARGV[6 + 3*i]), ARGV[7 + 3*i]
+  local mark = marking == '2'
+  if marking == '1' then
+    local old = redis.pcall('GET', prefix .. h)
+    mark = type(old) ~= 'string' or marked(old)
+  end
+  if mark and string.sub(v, 1, 1) == '{' and not marked(v) then
+    if v == '{}' then v = m .. '}' else v = m .. ',' .. string.sub(v, 2) end
+  end
   if ttl > 0 then
     redis.call('SET', prefix .. h, v, 'PX', ttl)
   else
@@ -203,6 +230,22 @@ elseif not (cur and tonumber(cur) > version) then
 end
 return 1
 `)
+
+// Marking says how WriteUserTokens marks the token keys it writes with
+// VerifyMarker.
+type Marking int
+
+const (
+	// MarkNone writes every key unmarked: valid by its presence alone
+	// (change-stream mode, which sees every removal).
+	MarkNone Marking = iota
+	// MarkNew (poll mode) keeps the state of a key that exists: unmarked
+	// stays unmarked, marked stays marked; a new key is marked.
+	MarkNew
+	// MarkAll marks every key written (poll mode's initial sync and
+	// resyncs).
+	MarkAll
+)
 
 // WriteUserTokens makes each user's token keys exactly the given set, one
 // atomic script per user, pipelined in batches. It returns how many users
@@ -225,12 +268,19 @@ func (w *Writer) writeUserTokens(ctx context.Context, users []UserTokens) (int, 
 		cmds := make([]*redis.Cmd, len(users))
 		_, err := w.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, u := range users {
-				args := make([]any, 0, 3+3*len(u.Tokens)+len(u.Stale))
+				args := make([]any, 0, 4+3*len(u.Tokens)+len(u.Stale))
 				version := u.Version
 				if u.Force {
 					version = -version - 1 // negative: apply whatever the index holds
 				}
-				args = append(args, version, w.keys.TokenKey(u.UserID, ""), len(u.Tokens))
+				marking := MarkNone
+				switch {
+				case w.mark.Load() && u.MarkAll:
+					marking = MarkAll
+				case w.mark.Load():
+					marking = MarkNew
+				}
+				args = append(args, version, w.keys.TokenKey(u.UserID, ""), len(u.Tokens), int(marking))
 				for _, t := range u.Tokens {
 					ttl := t.TTL.Milliseconds()
 					if t.TTL > 0 && ttl == 0 {
@@ -275,7 +325,7 @@ func isNoScript(err error) bool {
 // loadScripts loads the Writer's scripts; on a Cluster client go-redis
 // sends SCRIPT LOAD to every master.
 func (w *Writer) loadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{syncTokensScript, casScript, casIndexScript} {
+	for _, s := range []*redis.Script{syncTokensScript, casScript, casIndexScript, markScript} {
 		if err := s.Load(ctx, w.client).Err(); err != nil {
 			return fmt.Errorf("load script: %w", err)
 		}
@@ -509,6 +559,10 @@ type Checkpoint struct {
 	// rocketchat__trash (deleted users); zero in checkpoints of older
 	// versions.
 	Trash time.Time
+	// Marked: the token keys were written by poll mode, marked unless
+	// re-checked (VerifyMarker); false after a change-stream run or an
+	// older version.
+	Marked bool
 }
 
 // LoadCheckpoint returns the stored checkpoint, or ErrNoCheckpoint.
@@ -536,6 +590,7 @@ func (w *Writer) LoadCheckpoint(ctx context.Context) (Checkpoint, error) {
 	if trash, err := strconv.ParseInt(m["trash"], 10, 64); err == nil {
 		cp.Trash = time.UnixMilli(trash)
 	}
+	cp.Marked = m["marked"] == "1"
 	if tok, err := base64.StdEncoding.DecodeString(m["resume_token"]); err == nil && len(tok) > 0 {
 		cp.ResumeToken = tok
 	}
@@ -544,6 +599,10 @@ func (w *Writer) LoadCheckpoint(ctx context.Context) (Checkpoint, error) {
 
 // SaveCheckpoint stores cp.
 func (w *Writer) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
+	marked := "0"
+	if cp.Marked {
+		marked = "1"
+	}
 	err := w.client.HSet(ctx, w.keys.Prefix+checkpointName,
 		"format", "1",
 		"database", cp.Database,
@@ -552,6 +611,7 @@ func (w *Writer) SaveCheckpoint(ctx context.Context, cp Checkpoint) error {
 		"login_expiration_ms", cp.LoginExpiration.Milliseconds(),
 		"trash", cp.Trash.UnixMilli(),
 		"resume_token", base64.StdEncoding.EncodeToString(cp.ResumeToken),
+		"marked", marked,
 	).Err()
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)

@@ -25,6 +25,28 @@ import (
 // (404), not a storage failure.
 var ErrNotFound = errors.New("sessions: not found")
 
+// ErrUnverified means the token key exists but is marked "verify before
+// serving" (docs/data-contract.md): the writer vouches for it only as of its
+// last read of MongoDB, so the Handler asks the Verifier before answering.
+// Session returns the document alongside it; ErrUnverifiedNotFound is the
+// same with no session (it matches both ErrUnverified and ErrNotFound).
+var ErrUnverified = errors.New("sessions: token to be verified")
+
+// ErrUnverifiedNotFound: a marked token key, and no session with that id.
+var ErrUnverifiedNotFound = fmt.Errorf("%w: %w", ErrUnverified, ErrNotFound)
+
+// Verifier asks the writer of the data (the mirror) whether a marked token
+// is still valid: true serves it, false answers 401, an error (including no
+// answer before ctx's deadline) is treated as a Store failure. Like a
+// Store, it must bound its wait by ctx.Deadline() and keep no slice.
+type Verifier interface {
+	Verify(ctx context.Context, userID, hashedToken []byte) (bool, error)
+}
+
+// DefaultVerifyTimeout is the Verifier's deadline when
+// Options.VerifyTimeout is zero.
+const DefaultVerifyTimeout = time.Second
+
 // Store is where the route's answers live (docs/data-contract.md). Each method spends one
 // round trip and honours ctx's deadline. Methods must not keep ctx or the
 // byte slices they are given, and must be safe for concurrent use.
@@ -34,7 +56,9 @@ var ErrNotFound = errors.New("sessions: not found")
 // ctx.Deadline() (socket deadlines), not by waiting on ctx.Done().
 //
 // Errors: auth.ErrInvalidToken when hashedToken is not a valid login token
-// of userID, ErrNotFound when the session does not exist; any other error
+// of userID, ErrNotFound when the session does not exist, ErrUnverified
+// (with the document) or ErrUnverifiedNotFound when the token key is marked
+// to be verified; any other error
 // means the store could not answer (refused, reset, timeout) and is never
 // turned into a 401 or 404.
 type Store interface {
@@ -91,6 +115,13 @@ type Options struct {
 	// Activity, when set, is told of every token lookup (see Activity).
 	// Default nil.
 	Activity Activity
+	// Verifier, when set, is asked about every token the Store reports
+	// marked (ErrUnverified). Default nil: a marked token is served as an
+	// unmarked one is, which is right only when no writer marks keys.
+	Verifier Verifier
+	// VerifyTimeout bounds each Verifier call (route.verify_timeout).
+	// Default DefaultVerifyTimeout.
+	VerifyTimeout time.Duration
 	// Log receives the handler's messages (as "sessions"). Default: none.
 	Log *zap.Logger
 	// Registerer receives the handler's metrics. Default: none.
@@ -107,6 +138,8 @@ type Handler struct {
 	timeout      time.Duration
 	fresh        func() bool
 	activity     Activity
+	verifier     Verifier
+	verifyWait   time.Duration
 	log          *zap.Logger
 	metrics      *metrics
 	failures     *loglimit.Limiter // Store failures logged
@@ -150,6 +183,11 @@ func New(opts Options) (*Handler, error) {
 		failures: loglimit.New(failureLogEvery),
 	}
 	h.activity = opts.Activity
+	h.verifier = opts.Verifier
+	h.verifyWait = opts.VerifyTimeout
+	if h.verifyWait <= 0 {
+		h.verifyWait = DefaultVerifyTimeout
+	}
 	if h.store == nil {
 		return nil, errors.New("sessions: no store")
 	}
@@ -204,7 +242,8 @@ func New(opts Options) (*Handler, error) {
 // session together for a valid query (one round trip), the token alone
 // otherwise, so that an invalid query from an unauthenticated caller is a
 // 401, not a 400, and a session id that cannot be real never reaches the
-// Store.
+// Store. A token the Store reports marked (ErrUnverified) is settled with
+// the Verifier before any answer.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 	if !nodeAccepts(ctx.Request.Header.RequestURI()) {
 		// Node's HTTP parser answers 400 before Rocket.Chat runs; the
@@ -244,6 +283,9 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 		err = h.store.Authenticate(&s.ctx, userID, s.hash)
 	}
 	h.metrics.redisSeconds.Observe(time.Since(start).Seconds())
+	if errors.Is(err, ErrUnverified) {
+		err = h.verify(s, userID, err)
+	}
 	h.report(err, userID, s.hash)
 
 	switch {
@@ -265,6 +307,38 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) bool {
 		return h.fail(ctx)
 	}
 	return true
+}
+
+// verify settles a marked token (err is ErrUnverified or
+// ErrUnverifiedNotFound) with the Verifier, and returns what the Store
+// would have returned for an unmarked key: nil or ErrNotFound when the
+// token is valid, auth.ErrInvalidToken when it is not, or the Verifier's
+// failure, which the caller treats as a Store failure.
+func (h *Handler) verify(s *scratch, userID []byte, err error) error {
+	valid := true
+	if h.verifier != nil {
+		start := time.Now()
+		s.ctx.deadline = start.Add(h.verifyWait)
+		var verr error
+		valid, verr = h.verifier.Verify(&s.ctx, userID, s.hash)
+		h.metrics.verifySeconds.Observe(time.Since(start).Seconds())
+		switch {
+		case verr != nil:
+			h.metrics.verifications[verifyError].Inc()
+			return fmt.Errorf("sessions: verify token: %w", verr)
+		case valid:
+			h.metrics.verifications[verifyValid].Inc()
+		default:
+			h.metrics.verifications[verifyInvalid].Inc()
+		}
+	}
+	switch {
+	case !valid:
+		return auth.ErrInvalidToken
+	case errors.Is(err, ErrNotFound):
+		return ErrNotFound
+	}
+	return nil
 }
 
 // errNotObject is reported when a stored session is not a JSON object.

@@ -24,6 +24,16 @@ type route struct {
 
 func (e *env) route(t testing.TB, prefix string) *route {
 	t.Helper()
+	// A verification takes milliseconds, but under the race detector on a
+	// loaded machine the in-process FerretDB can take longer than the
+	// default second; these tests are about answers, not that deadline.
+	return e.routeWith(t, prefix, sessions.Options{VerifyTimeout: 5 * time.Second})
+}
+
+// routeWith is route with opts (Store, Activity and Verifier are set
+// here, as the proxy sets them).
+func (e *env) routeWith(t testing.TB, prefix string, opts sessions.Options) *route {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: e.redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	store := redisstore.New(rdb, prefix)
@@ -33,7 +43,14 @@ func (e *env) route(t testing.TB, prefix string) *route {
 	done := make(chan struct{})
 	go func() { defer close(done); rep.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	h, err := sessions.New(sessions.Options{Store: store, Activity: rep.Report})
+	cfg := e.config(prefix)
+	vrdb, err := redisstore.NewVerifyClient(&cfg.Redis, max(opts.VerifyTimeout, cfg.Route.VerifyTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vrdb.Close() })
+	opts.Store, opts.Activity, opts.Verifier = store, rep.Report, redisstore.NewVerifier(vrdb, prefix)
+	h, err := sessions.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,6 +418,12 @@ func TestDeletedUnusedUserKeysGoWithin2s(t *testing.T) {
 		t.Fatalf("token not mirrored")
 	}
 	removalPaths[len(removalPaths)-1].write(t, e, time.Now())
+	// Never used, so marked: the first use asks the mirror, which finds
+	// the user gone.
+	r := e.route(t, "rc:")
+	if got := r.status(t, "u1", tokOther, "s1"); got != fasthttp.StatusUnauthorized {
+		t.Errorf("first use after the user was deleted: got %d, want 401", got)
+	}
 	took := eventually(t, 10*time.Second, "deleted user's keys removed", func() bool {
 		return !e.exists(t, key) && !e.exists(t, "rc:{u1}:mirror")
 	})
