@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -66,7 +67,7 @@ const evBodyMax = 64 << 10
 // evUpstreamBuffer is an upstream connection's read buffer in the loop: it
 // bounds the response head like upstreamBufferSize, and a larger buffer
 // moves large bodies in fewer system calls.
-const evUpstreamBuffer = upstreamBufferSize + maxBufferedBody
+const evUpstreamBuffer = upstreamBufferSize + exchange.MaxBufferedBody
 
 // engine runs the event loops of one Proxy.Serve.
 type engine struct {
@@ -687,7 +688,7 @@ type evClient struct {
 	// The response being relayed.
 	status int
 	fr     h1.Framing
-	mode   bodyMode
+	mode   exchange.BodyMode
 	left   int64
 	chunk  h1.ChunkDecoder
 	resp   []byte   // head for the client, then framing bytes
@@ -926,7 +927,7 @@ func (c *evClient) readRequest() bool {
 	c.need = 0
 	c.reqLen, c.bodyStart = need, consumed
 	c.isHead = string(h.Method()) == fasthttp.MethodHead
-	c.idempotent = idempotentRequest(h.Method(), rh.HasBody())
+	c.idempotent = exchange.IdempotentRequest(h.Method(), rh.HasBody())
 	c.closeAfter = c.closeAfter || h.ConnectionClose()
 	c.start = l.now
 	c.headerStart = time.Time{}
@@ -1025,7 +1026,7 @@ func dialFD(pool *upstreamPool, deadline time.Time) (int, error) {
 func (l *evLoop) dialed(c *evClient, fd int, err error) {
 	if err == nil && l.dead {
 		unix.Close(fd)
-		err = errPoolClosed
+		err = exchange.ErrPoolClosed
 	}
 	if err == nil {
 		u := &evUpstream{l: l, fd: fd, in: make([]byte, evUpstreamBuffer)}
@@ -1047,7 +1048,7 @@ func (l *evLoop) dialed(c *evClient, fd int, err error) {
 	if c.fd < 0 || c.state != stDial {
 		return
 	}
-	c.fail(connectFailure(err))
+	c.fail(exchange.ClassifyConnect(err))
 	c.advance()
 }
 
@@ -1060,7 +1061,7 @@ func (c *evClient) awaitHead() bool {
 			return c.startResponse(buf[:end])
 		}
 		if u.w-u.r >= upstreamBufferSize {
-			c.fail(upstreamFailure(failProtocol, h1.ErrHeadTooLarge))
+			c.fail(exchange.Failure(exchange.FailProtocol, h1.ErrHeadTooLarge))
 			return true
 		}
 		switch u.fill() {
@@ -1071,17 +1072,17 @@ func (c *evClient) awaitHead() bool {
 		}
 		// The upstream closed or broke the connection.
 		if u.w == u.r && !u.gotAny {
-			if (attemptState{reused: u.reused, sentAll: true, idempotent: c.idempotent}).retrySafe() {
+			if (exchange.Attempt{Reused: u.reused, SentAll: true, Idempotent: c.idempotent}).RetrySafe() {
 				// It was closed while idle; the fasthttp path
 				// repeats the request on a fresh connection.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.fail(upstreamFailure(failReset, errNoResponse))
+			c.fail(exchange.Failure(exchange.FailReset, exchange.ErrNoResponse))
 			return true
 		}
-		c.fail(upstreamFailure(failProtocol, h1.ErrBadResponse))
+		c.fail(exchange.Failure(exchange.FailProtocol, h1.ErrBadResponse))
 		return true
 	}
 }
@@ -1093,27 +1094,27 @@ func (c *evClient) startResponse(block []byte) bool {
 	out, code, fr, err := h1.FilterResponseHead(c.resp[:0], block)
 	c.resp = out
 	if err != nil {
-		c.fail(exchangeFailure(err))
+		c.fail(exchange.Classify(err))
 		return true
 	}
 	u.r += len(block)
-	if skip, err := interimResponse(code); skip || err != nil {
+	if skip, err := exchange.InterimResponse(code); skip || err != nil {
 		if err != nil {
-			c.fail(exchangeFailure(err))
+			c.fail(exchange.Classify(err))
 		}
 		return true
 	}
 	c.status, c.fr = code, fr
-	c.mode = responseBodyMode(code, c.isHead, fr)
+	c.mode = exchange.ResponseBodyMode(code, c.isHead, fr)
 	switch c.mode {
-	case bodyChunked:
+	case exchange.BodyChunked:
 		c.chunk = h1.ChunkDecoder{}
-	case bodyFixed:
+	case exchange.BodyFixed:
 		c.left = fr.Length
 	}
 	// The head ends with its empty line; add what the client needs.
 	c.resp = c.resp[:len(c.resp)-2]
-	if chunkedForClient(c.mode) {
+	if exchange.ChunkedForClient(c.mode) {
 		c.resp = append(c.resp, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if c.closeAfter || c.l.stop {
@@ -1121,8 +1122,8 @@ func (c *evClient) startResponse(block []byte) bool {
 		c.resp = append(c.resp, "Connection: close\r\n"...)
 	}
 	c.resp = append(c.resp, '\r', '\n')
-	c.done = c.mode == bodyNone || (c.mode == bodyFixed && c.left == 0)
-	c.collect = bufferWhole(c.mode, c.left)
+	c.done = c.mode == exchange.BodyNone || (c.mode == exchange.BodyFixed && c.left == 0)
+	c.collect = exchange.BufferWhole(c.mode, c.left)
 	c.headPending = true
 	c.quietSince = time.Time{}
 	c.state = stBody
@@ -1154,13 +1155,13 @@ func (c *evClient) relay() bool {
 				c.waitUpstream()
 				return false
 			default:
-				c.fail(upstreamFailure(failReset, errNoResponse))
+				c.fail(exchange.Failure(exchange.FailReset, exchange.ErrNoResponse))
 			}
 			return true
 		}
 		c.headPending = false
 		c.out = append(c.outBuf[:0], c.resp)
-		if c.mode == bodyFixed && u.r < u.w {
+		if c.mode == exchange.BodyFixed && u.r < u.w {
 			n := int(min(int64(u.w-u.r), c.left))
 			c.out = append(c.out, u.in[u.r:u.r+n])
 			u.r += n
@@ -1195,14 +1196,14 @@ func (c *evClient) relay() bool {
 		return false
 	}
 	// The upstream closed.
-	if c.mode == bodyUntilClose && u.r == u.w {
+	if c.mode == exchange.BodyUntilClose && u.r == u.w {
 		c.out = append(c.out[:0], lastChunk)
 		c.done = true
 		c.fr.Close = true
 		return true
 	}
 	// A body cut short: the client must not take it for whole.
-	c.broke(upstreamFailure(failReset, io.ErrUnexpectedEOF))
+	c.broke(exchange.Failure(exchange.FailReset, io.ErrUnexpectedEOF))
 	return false
 }
 
@@ -1239,24 +1240,24 @@ func (c *evClient) frame() {
 	buf := u.in[u.r:u.w]
 	c.out = c.out[:0]
 	switch c.mode {
-	case bodyFixed:
+	case exchange.BodyFixed:
 		n := int(min(int64(len(buf)), c.left))
 		c.out = append(c.out, buf[:n])
 		u.r += n
 		c.left -= int64(n)
 		c.done = c.left == 0
-	case bodyUntilClose:
+	case exchange.BodyUntilClose:
 		c.resp = appendChunkSize(c.resp[:0], len(buf))
 		c.out = append(c.out, c.resp, buf, crlf)
 		u.r = u.w
-	case bodyChunked:
+	case exchange.BodyChunked:
 		n, err := c.chunk.Frame(buf)
 		u.r += n
 		rest := buf[n:]
 		data := rest[:int(min(int64(len(rest)), c.chunk.DataLeft()))]
 		switch {
 		case err != nil:
-			c.broke(exchangeFailure(err))
+			c.broke(exchange.Classify(err))
 			return
 		case len(data) > 0:
 			c.chunk.Took(len(data))
@@ -1305,7 +1306,7 @@ func (c *evClient) finish() {
 		c.up = nil
 		u.owner = nil
 		pending := u.r != u.w || u.eof || u.hup || u.readable
-		if reusable(c.fr, c.mode, c.done, pending) && !l.stop && !l.f.pool.wanted() {
+		if exchange.Reusable(c.fr, c.mode, c.done, pending) && !l.stop && !l.f.pool.wanted() {
 			u.reused = true
 			u.r, u.w = 0, 0
 			u.idleSince = l.now
@@ -1329,7 +1330,7 @@ func (c *evClient) answerError(status int, body []byte) {
 	c.status = status
 	c.resp = appendOwnAnswer(c.resp[:0], c.l.dateLine(), status, body, c.closeAfter || c.l.stop)
 	c.out = append(c.outBuf[:0], c.resp)
-	c.mode, c.done = bodyNone, true
+	c.mode, c.done = exchange.BodyNone, true
 	c.headPending, c.collect = false, false
 	c.fr = h1.Framing{Length: -1}
 	c.state = stBody
@@ -1340,19 +1341,19 @@ func (c *evClient) answerError(status int, body []byte) {
 // fail answers for an upstream failure before any of the response went
 // out (the answer, metric and log line of its kind); the upstream
 // connection is closed.
-func (c *evClient) fail(e *upstreamError) {
-	c.l.f.metrics.upstreamFailure(e.kind)
+func (c *evClient) fail(e *exchange.Error) {
+	c.l.f.metrics.upstreamFailure(e.Kind)
 	c.l.p.log.Debug("upstream failed", zap.Error(e))
 	c.dropUpstream()
-	status, body := e.kind.answer()
+	status, body := e.Kind.Answer()
 	c.answerError(status, body)
 }
 
 // broke ends a response already under way whose upstream failed: the
 // failure is counted and both connections closed, so the client cannot
 // take the body for whole.
-func (c *evClient) broke(e *upstreamError) {
-	c.l.f.metrics.upstreamFailure(e.kind)
+func (c *evClient) broke(e *exchange.Error) {
+	c.l.f.metrics.upstreamFailure(e.Kind)
 	c.l.p.log.Debug("upstream body", zap.Error(e))
 	c.dropUpstream()
 	c.close()
@@ -1371,7 +1372,7 @@ func (c *evClient) timeout() {
 			c.resp = append(append(append(c.resp[:0], "HTTP/1.1 408 Request Timeout\r\n"...), l.dateLine()...),
 				"Content-Length: 0\r\nConnection: close\r\n\r\n"...)
 			c.out = append(c.outBuf[:0], c.resp)
-			c.mode, c.done, c.state = bodyNone, true, stBody
+			c.mode, c.done, c.state = exchange.BodyNone, true, stBody
 			c.deadline = l.now.Add(time.Second)
 			c.advance()
 			return
@@ -1383,14 +1384,14 @@ func (c *evClient) timeout() {
 			// reading: the response is under way, so cut it. Only
 			// the first is the upstream's failure.
 			if len(c.out) == 0 {
-				c.broke(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
+				c.broke(exchange.Failure(exchange.FailTimeout, os.ErrDeadlineExceeded))
 				return
 			}
 			c.dropUpstream()
 			c.close()
 			return
 		}
-		c.fail(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
+		c.fail(exchange.Failure(exchange.FailTimeout, os.ErrDeadlineExceeded))
 		c.advance()
 	}
 }
@@ -1578,13 +1579,13 @@ func (u *evUpstream) send() bool {
 			continue
 		}
 		if err != nil && err != unix.EINTR {
-			if (attemptState{reused: u.reused, sentNone: u.sent == 0, wholeInHand: true}).retrySafe() {
+			if (exchange.Attempt{Reused: u.reused, SentNone: u.sent == 0, WholeInHand: true}).RetrySafe() {
 				// Closed while idle: the fasthttp path retries.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.fail(upstreamFailure(failReset, err))
+			c.fail(exchange.Failure(exchange.FailReset, err))
 			return true
 		}
 		u.sent += n

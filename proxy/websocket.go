@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -195,7 +196,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 
 	up, err := t.dial()
 	if err != nil {
-		t.fail(ctx, upstreamFailure(failConnect, err))
+		t.fail(ctx, exchange.Failure(exchange.FailConnect, err))
 		return
 	}
 	if t.headerWait > 0 {
@@ -218,7 +219,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 	if err := checkSwitchHead(head); err != nil {
 		releaseHeadReader(br)
 		up.Close()
-		t.fail(ctx, upstreamFailure(failProtocol, err))
+		t.fail(ctx, exchange.Failure(exchange.FailProtocol, err))
 		return
 	}
 
@@ -305,19 +306,19 @@ func checkSwitchHead(head []byte) error {
 // upstreamFailed answers the client after a failed handshake: 504 when the
 // upstream did not answer in time, else 502.
 func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
-	kind := failReset
-	if isTimeout(err) {
-		kind = failTimeout
+	kind := exchange.FailReset
+	if exchange.IsTimeout(err) {
+		kind = exchange.FailTimeout
 	}
-	t.fail(ctx, upstreamFailure(kind, err))
+	t.fail(ctx, exchange.Failure(kind, err))
 }
 
 // fail answers a handshake whose upstream failed, as the forwarder does
 // (forwarder.fail).
-func (t *tunnels) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
-	t.metrics.upstreamFailure(e.kind)
+func (t *tunnels) fail(ctx *fasthttp.RequestCtx, e *exchange.Error) {
+	t.metrics.upstreamFailure(e.Kind)
 	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(e))
-	status, body := e.kind.answer()
+	status, body := e.Kind.Answer()
 	writeError(ctx, status, body)
 }
 

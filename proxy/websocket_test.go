@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -492,10 +493,10 @@ func TestTunnelRefusedAndFailures(t *testing.T) {
 			426, "", map[string]string{"Upgrade": "websocket"}},
 		{"interim response skipped", refuse("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Length: 1\r\n\r\nx"),
 			400, "x", nil},
-		{"closed before answering", refuse(""), 502, string(bodyBadGateway), nil},
-		{"garbage answer", refuse("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 502, string(bodyBadGateway), nil},
-		{"unreachable", "http://" + closedAddr(t), 502, string(bodyBadGateway), nil},
-		{"too slow", silent, 504, string(bodyGatewayTimeout), nil},
+		{"closed before answering", refuse(""), 502, string(exchange.BodyBadGateway), nil},
+		{"garbage answer", refuse("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 502, string(exchange.BodyBadGateway), nil},
+		{"unreachable", "http://" + closedAddr(t), 502, string(exchange.BodyBadGateway), nil},
+		{"too slow", silent, 504, string(exchange.BodyGatewayTimeout), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
