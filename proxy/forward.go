@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -74,25 +73,6 @@ func writeError(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.Response.SetBodyRaw(body)
 }
 
-// appendOwnAnswer appends a whole response of sessiongate's own with a JSON
-// body, in the bytes the fasthttp path sends for writeError.
-func appendOwnAnswer(dst, dateLine []byte, status int, body []byte, closeConn bool) []byte {
-	dst = append(dst, "HTTP/1.1 "...)
-	dst = strconv.AppendInt(dst, int64(status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, fasthttp.StatusMessage(status)...)
-	dst = append(dst, "\r\n"...)
-	dst = append(dst, dateLine...)
-	dst = append(dst, "Content-Type: application/json\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, int64(len(body)), 10)
-	dst = append(dst, "\r\n"...)
-	if closeConn {
-		dst = append(dst, "Connection: close\r\n"...)
-	}
-	dst = append(dst, "\r\n"...)
-	return append(dst, body...)
-}
-
 // refuse answers a request that must not be forwarded with an empty-bodied
 // status and closes the connection, the way Node's HTTP server (Rocket.Chat
 // itself) answers a request it cannot parse.
@@ -131,11 +111,6 @@ type respHeadScratch struct {
 	r     bytes.Reader
 	br    *bufio.Reader
 }
-
-// livenessInterval is how often a request waiting for upstream headers
-// checks whether its client has gone, so a client abandoning a long-poll
-// frees its upstream connection within about this long.
-const livenessInterval = time.Second
 
 // outcome of one attempt.
 type attempt int
@@ -272,12 +247,12 @@ func (f *forwarder) readClient(ctx *fasthttp.RequestCtx, r io.Reader, p []byte) 
 // it back to the pool or closes it, now or when the streamed body ends.
 func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh h1.RequestHead,
 	body []byte, bodyDone bool, stream io.Reader, cb *[]byte, idempotent bool, now, deadline time.Time) attempt {
-	uc.armDeadline(now, earliest(deadline, now.Add(livenessInterval)))
+	uc.armDeadline(now, earliest(deadline, now.Add(exchange.LivenessInterval)))
 
 	// The head and what we have of the body, in one write.
 	var pre, post []byte
 	if rh.Chunked && len(body) > 0 {
-		pre = appendChunkSize(uc.hex[:0], len(body))
+		pre = h1.AppendChunkSize(uc.hex[:0], len(body))
 		post = crlf
 	}
 	if rh.Chunked && bodyDone {
@@ -313,7 +288,7 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 		// upstream.response_header_timeout counts from the request's end.
 		now = time.Now()
 		deadline = now.Add(f.responseHeaderTimeout)
-		uc.setDeadline(earliest(deadline, now.Add(livenessInterval)))
+		uc.setDeadline(earliest(deadline, now.Add(exchange.LivenessInterval)))
 	}
 
 	status, err := f.readResponseHead(ctx, uc, deadline)
@@ -355,7 +330,7 @@ func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, r
 		var pre, post []byte
 		if rh.Chunked {
 			if n > 0 {
-				pre = appendChunkSize(uc.hex[:0], n)
+				pre = h1.AppendChunkSize(uc.hex[:0], n)
 				post = crlf
 			}
 			if rerr == io.EOF {
@@ -392,7 +367,7 @@ var (
 // readResponseHead waits for the upstream's response head on uc (skipping
 // 1xx interim responses), filters out hop-by-hop fields and parses the rest
 // into ctx.Response.Header. It returns the status code; uc.br is left at the
-// start of the body. While it waits it checks every livenessInterval that
+// start of the body. While it waits it checks every exchange.LivenessInterval that
 // the client is still there.
 func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (int, error) {
 	for {
@@ -461,7 +436,7 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 		if c := ctx.Conn(); c != nil && clientGone(c) {
 			return 0, errClientGone
 		}
-		uc.setReadDeadline(earliest(deadline, now.Add(livenessInterval)))
+		uc.setReadDeadline(earliest(deadline, now.Add(exchange.LivenessInterval)))
 	}
 }
 
@@ -572,10 +547,4 @@ func earliest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// appendChunkSize appends a chunk-size line: hex length and CRLF.
-func appendChunkSize(dst []byte, n int) []byte {
-	dst = strconv.AppendInt(dst, int64(n), 16)
-	return append(dst, '\r', '\n')
 }

@@ -25,7 +25,7 @@ import (
 // upstream nor a client that stops reading holds the pair forever, however
 // long the stream lasts. A client that goes away while the upstream is
 // silent (a SockJS xhr-streaming client between heartbeats) is noticed
-// within livenessInterval, and the upstream connection closed then, not
+// within exchange.LivenessInterval, and the upstream connection closed then, not
 // at the next write to the client, which may be tens of seconds later.
 type responseBody struct {
 	f   *forwarder
@@ -139,7 +139,7 @@ func (b *responseBody) fill(p []byte) (int, error) {
 }
 
 // waitBuffered waits until a byte from the upstream is buffered, for at most
-// responseHeaderTimeout, looking every livenessInterval of silence whether
+// responseHeaderTimeout, looking every exchange.LivenessInterval of silence whether
 // the client is still there (errClientGone when it is not).
 func (b *responseBody) waitBuffered() error {
 	br := b.uc.br
@@ -149,7 +149,7 @@ func (b *responseBody) waitBuffered() error {
 	now := time.Now()
 	deadline := now.Add(b.f.responseHeaderTimeout)
 	for {
-		b.uc.setReadDeadline(earliest(deadline, now.Add(livenessInterval)))
+		b.uc.setReadDeadline(earliest(deadline, now.Add(exchange.LivenessInterval)))
 		_, err := br.Peek(1)
 		if err == nil || !exchange.IsTimeout(err) {
 			return err

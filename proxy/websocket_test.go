@@ -72,8 +72,8 @@ func TestIsWebSocketUpgrade(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := isWebSocketUpgrade(parseRequestHeader(t, tt.raw)); got != tt.want {
-				t.Errorf("isWebSocketUpgrade(%q) = %v, want %v", tt.raw, got, tt.want)
+			if got := h1.IsWebSocketUpgrade(parseRequestHeader(t, tt.raw)); got != tt.want {
+				t.Errorf("h1.IsWebSocketUpgrade(%q) = %v, want %v", tt.raw, got, tt.want)
 			}
 		})
 	}
@@ -86,8 +86,8 @@ func TestIsWebSocketUpgradeBuiltRequest(t *testing.T) {
 	h.SetRequestURI("/websocket")
 	h.Set("Upgrade", "websocket")
 	h.Set("Connection", "Upgrade")
-	if !isWebSocketUpgrade(&h) {
-		t.Errorf("isWebSocketUpgrade(built request) = false, want true")
+	if !h1.IsWebSocketUpgrade(&h) {
+		t.Errorf("h1.IsWebSocketUpgrade(built request) = false, want true")
 	}
 }
 
@@ -150,7 +150,7 @@ func FuzzAppendHandshakeHead(f *testing.F) {
 		if ctx.Request.Header.Read(bufio.NewReader(strings.NewReader(raw))) != nil {
 			return
 		}
-		isWebSocketUpgrade(&ctx.Request.Header)
+		h1.IsWebSocketUpgrade(&ctx.Request.Header)
 		out, err := p.appendHandshakeHead(nil, ctx)
 		if err != nil {
 			return // refused: nothing goes upstream
@@ -672,7 +672,7 @@ func BenchmarkIsWebSocketUpgrade(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				isWebSocketUpgrade(h)
+				h1.IsWebSocketUpgrade(h)
 			}
 		})
 	}

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -55,6 +57,30 @@ func (k FailureKind) Answer() (int, []byte) {
 		return fasthttp.StatusGatewayTimeout, BodyGatewayTimeout
 	}
 	return fasthttp.StatusBadGateway, BodyBadGateway
+}
+
+// LivenessInterval is how often a request waiting for upstream headers
+// checks whether its client has gone, so a client abandoning a long-poll
+// frees its upstream connection within about this long.
+const LivenessInterval = time.Second
+
+// AppendOwnAnswer appends a whole response of sessiongate's own with a JSON
+// body, in the bytes the fasthttp path sends for its own answers (writeError).
+func AppendOwnAnswer(dst, dateLine []byte, status int, body []byte, closeConn bool) []byte {
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, fasthttp.StatusMessage(status)...)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, dateLine...)
+	dst = append(dst, "Content-Type: application/json\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n"...)
+	if closeConn {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, body...)
 }
 
 var (
