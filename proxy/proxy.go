@@ -121,7 +121,8 @@ type Proxy struct {
 	fwd     *forwarder
 	tunnels *tunnels
 	metrics *metrics
-	// acceptErrs counts and logs failed accepts on both paths (accept.go).
+	// acceptErrs counts and logs failed accepts on both paths (accept.go;
+	// the back-off rule is proxy/internal/loop's AcceptPace).
 	acceptErrs *acceptErrors
 
 	// engine runs the event loops (proxy/internal/loop) while Serve runs
