@@ -4,73 +4,22 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sessiongate/sessiongate/internal/loglimit"
+	"github.com/sessiongate/sessiongate/proxy/internal/loop"
 )
 
-// What the process does when accept fails, on both request paths.
-//
-// When the process runs out of file descriptors (EMFILE, ENFILE) or the
-// kernel out of memory for a socket (ENOBUFS, ENOMEM), the waiting
-// connection stays in the listen queue and the listening socket stays
-// readable: retrying at once spins a core and, logged each time, fills the
-// disk. The rule is net/http's (Server.Serve): wait 5 ms, doubling to 1 s,
-// back to 5 ms after an accept succeeds. Open connections are served
-// meanwhile, and the queue is taken up again once descriptors are free.
-// ECONNABORTED (the client gave up while queued) concerns one connection
-// only and is retried at once. Every failure is counted in
-// sessiongate_accept_errors_total; the log says so at most once per
+// What the process does when accept fails, on both request paths: the
+// rule (which errors wait, and how long) is proxy/internal/loop's
+// AcceptErrorReason and AcceptPace; every failure is counted in
+// sessiongate_accept_errors_total, and the log says so at most once per
 // acceptLogEvery, with the number of failures it did not log.
 
-const (
-	acceptDelayMin = 5 * time.Millisecond
-	acceptDelayMax = time.Second
-	acceptLogEvery = 5 * time.Second
-)
-
-// acceptErrorReason names a failed accept for the metric, and says whether
-// it is worth waiting for: the resource errors are, an aborted connection
-// is retried at once. Any other error ("other") is not temporary: the
-// fasthttp path's listener returns it (it ends Serve, as a closed listener
-// does).
-func acceptErrorReason(err error) (reason string, wait bool) {
-	switch {
-	case errors.Is(err, syscall.EMFILE):
-		return "emfile", true
-	case errors.Is(err, syscall.ENFILE):
-		return "enfile", true
-	case errors.Is(err, syscall.ENOBUFS):
-		return "enobufs", true
-	case errors.Is(err, syscall.ENOMEM):
-		return "enomem", true
-	case errors.Is(err, syscall.ECONNABORTED):
-		return "econnaborted", false
-	}
-	return "other", true
-}
-
-// acceptPace is the wait between failed accepts. Its zero value is ready;
-// it is not safe for concurrent use (each accepting goroutine or event
-// loop has its own).
-type acceptPace struct{ delay time.Duration }
-
-// next returns how long to wait after another failure.
-func (a *acceptPace) next() time.Duration {
-	if a.delay == 0 {
-		a.delay = acceptDelayMin
-	} else if a.delay *= 2; a.delay > acceptDelayMax {
-		a.delay = acceptDelayMax
-	}
-	return a.delay
-}
-
-// reset is called after an accept succeeded.
-func (a *acceptPace) reset() { a.delay = 0 }
+const acceptLogEvery = 5 * time.Second
 
 // acceptErrors counts and logs failed accepts; it is safe for concurrent
 // use by the event loops and the fasthttp path's listener.
@@ -126,7 +75,7 @@ func newRetryListener(ln net.Listener, errs *acceptErrors) *retryListener {
 // returns the listener's error once it is closed, or on an error that is
 // not temporary.
 func (l *retryListener) Accept() (net.Conn, error) {
-	var pace acceptPace
+	var pace loop.AcceptPace
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
@@ -135,7 +84,7 @@ func (l *retryListener) Accept() (net.Conn, error) {
 		if errors.Is(err, net.ErrClosed) {
 			return nil, err
 		}
-		reason, wait := acceptErrorReason(err)
+		reason, wait := loop.AcceptErrorReason(err)
 		if reason == "other" {
 			return nil, err
 		}
@@ -143,7 +92,7 @@ func (l *retryListener) Accept() (net.Conn, error) {
 			l.errs.report(reason, err, 0)
 			continue
 		}
-		d := pace.next()
+		d := pace.Next()
 		l.errs.report(reason, err, d)
 		t := time.NewTimer(d)
 		select {

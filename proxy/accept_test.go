@@ -14,20 +14,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-func TestAcceptPace(t *testing.T) {
-	var a acceptPace
-	want := []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000}
-	for i, w := range want {
-		if got := a.next(); got != w*time.Millisecond {
-			t.Fatalf("failure %d: got %v, want %v", i+1, got, w*time.Millisecond)
-		}
-	}
-	a.reset()
-	if got := a.next(); got != acceptDelayMin {
-		t.Errorf("after reset: got %v, want %v", got, acceptDelayMin)
-	}
-}
-
 // failingListener fails Accept with errs in turn, then accepts on ln.
 type failingListener struct {
 	net.Listener

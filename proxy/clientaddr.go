@@ -32,15 +32,22 @@ func (p *Proxy) appendRequestHead(dst []byte, ctx *fasthttp.RequestCtx, upgrade 
 }
 
 // appendHead is appendRequestHead for a parsed header h from peer, over TLS
-// or not; the event loop parses heads without a RequestCtx.
+// or not.
 func (p *Proxy) appendHead(dst []byte, h *fasthttp.RequestHeader, peer netip.Addr, isTLS, upgrade bool) ([]byte, h1.RequestHead, error) {
-	return h1.AppendRequestHead(dst, h, h1.RequestOptions{
+	return h1.AppendRequestHead(dst, h, p.headOptions(peer, isTLS, upgrade))
+}
+
+// headOptions is what the upstream head of a request from peer must know
+// of its connection, on both request paths (the event loop parses heads
+// without a RequestCtx and asks for a plain, non-upgrade request's).
+func (p *Proxy) headOptions(peer netip.Addr, isTLS, upgrade bool) h1.RequestOptions {
+	return h1.RequestOptions{
 		Peer:        peer,
 		Trusted:     p.isTrusted(peer),
 		TLS:         isTLS,
 		Upgrade:     upgrade,
 		DefaultHost: p.fwd.hostHeader,
-	})
+	}
 }
 
 // remoteAddr is the connecting peer's address, without allocating.

@@ -7,14 +7,13 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -74,25 +73,6 @@ func writeError(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.Response.SetBodyRaw(body)
 }
 
-// appendOwnAnswer appends a whole response of sessiongate's own with a JSON
-// body, in the bytes the fasthttp path sends for writeError.
-func appendOwnAnswer(dst, dateLine []byte, status int, body []byte, closeConn bool) []byte {
-	dst = append(dst, "HTTP/1.1 "...)
-	dst = strconv.AppendInt(dst, int64(status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, fasthttp.StatusMessage(status)...)
-	dst = append(dst, "\r\n"...)
-	dst = append(dst, dateLine...)
-	dst = append(dst, "Content-Type: application/json\r\nContent-Length: "...)
-	dst = strconv.AppendInt(dst, int64(len(body)), 10)
-	dst = append(dst, "\r\n"...)
-	if closeConn {
-		dst = append(dst, "Connection: close\r\n"...)
-	}
-	dst = append(dst, "\r\n"...)
-	return append(dst, body...)
-}
-
 // refuse answers a request that must not be forwarded with an empty-bodied
 // status and closes the connection, the way Node's HTTP server (Rocket.Chat
 // itself) answers a request it cannot parse.
@@ -131,11 +111,6 @@ type respHeadScratch struct {
 	r     bytes.Reader
 	br    *bufio.Reader
 }
-
-// livenessInterval is how often a request waiting for upstream headers
-// checks whether its client has gone, so a client abandoning a long-poll
-// frees its upstream connection within about this long.
-const livenessInterval = time.Second
 
 // outcome of one attempt.
 type attempt int
@@ -196,7 +171,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 	// Only a request that is safe to repeat goes upstream a second time
 	// (docs/forwarding.md): no body and an idempotent method (RFC 9110 §9.2.2), or
 	// nothing of it sent at all.
-	idempotent := idempotentRequest(ctx.Method(), rh.HasBody())
+	idempotent := exchange.IdempotentRequest(ctx.Method(), rh.HasBody())
 	now := start
 	if rh.HasBody() {
 		now = time.Now() // reading the first body piece may have waited
@@ -208,7 +183,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 		}
 		uc, now, err := f.pool.get(now, deadline, try > 0)
 		if err != nil {
-			f.fail(ctx, connectFailure(err))
+			f.fail(ctx, exchange.ClassifyConnect(err))
 			return
 		}
 		r := f.roundTrip(ctx, uc, head, rh, body, bodyDone, stream, cb, idempotent, now, deadline)
@@ -217,7 +192,7 @@ func (f *forwarder) serve(p *Proxy, ctx *fasthttp.RequestCtx, start time.Time) {
 			continue
 		}
 		if r == attemptRetry {
-			f.fail(ctx, upstreamFailure(failReset, errNoResponse))
+			f.fail(ctx, exchange.Failure(exchange.FailReset, exchange.ErrNoResponse))
 		}
 		return
 	}
@@ -272,12 +247,12 @@ func (f *forwarder) readClient(ctx *fasthttp.RequestCtx, r io.Reader, p []byte) 
 // it back to the pool or closes it, now or when the streamed body ends.
 func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head []byte, rh h1.RequestHead,
 	body []byte, bodyDone bool, stream io.Reader, cb *[]byte, idempotent bool, now, deadline time.Time) attempt {
-	uc.armDeadline(now, earliest(deadline, now.Add(livenessInterval)))
+	uc.armDeadline(now, earliest(deadline, now.Add(exchange.LivenessInterval)))
 
 	// The head and what we have of the body, in one write.
 	var pre, post []byte
 	if rh.Chunked && len(body) > 0 {
-		pre = appendChunkSize(uc.hex[:0], len(body))
+		pre = h1.AppendChunkSize(uc.hex[:0], len(body))
 		post = crlf
 	}
 	if rh.Chunked && bodyDone {
@@ -289,12 +264,12 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 	n, err := uc.writevHead(head, pre, body, post)
 	if err != nil {
 		f.pool.put(uc, false)
-		if (attemptState{reused: uc.reused, sentNone: n == 0, wholeInHand: bodyDone}).retrySafe() {
+		if (exchange.Attempt{Reused: uc.reused, SentNone: n == 0, WholeInHand: bodyDone}).RetrySafe() {
 			// Nothing left: the upstream closed this idle connection.
 			return attemptRetry
 		}
 		f.abortClientBody(ctx, bodyDone)
-		f.fail(ctx, upstreamFailure(failReset, err))
+		f.fail(ctx, exchange.Failure(exchange.FailReset, err))
 		return attemptDone
 	}
 
@@ -306,14 +281,14 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 				refuse(ctx, fasthttp.StatusBadRequest)
 			} else {
 				ctx.SetConnectionClose()
-				f.fail(ctx, upstreamFailure(failReset, err))
+				f.fail(ctx, exchange.Failure(exchange.FailReset, err))
 			}
 			return attemptDone
 		}
 		// upstream.response_header_timeout counts from the request's end.
 		now = time.Now()
 		deadline = now.Add(f.responseHeaderTimeout)
-		uc.setDeadline(earliest(deadline, now.Add(livenessInterval)))
+		uc.setDeadline(earliest(deadline, now.Add(exchange.LivenessInterval)))
 	}
 
 	status, err := f.readResponseHead(ctx, uc, deadline)
@@ -323,10 +298,10 @@ func (f *forwarder) roundTrip(ctx *fasthttp.RequestCtx, uc *upstreamConn, head [
 		case errors.Is(err, errClientGone):
 			f.log.Debug("client gone while waiting for upstream")
 			dropClient(ctx)
-		case errors.Is(err, errNoResponse) && (attemptState{reused: uc.reused, sentAll: true, idempotent: idempotent}).retrySafe():
+		case errors.Is(err, exchange.ErrNoResponse) && (exchange.Attempt{Reused: uc.reused, SentAll: true, Idempotent: idempotent}).RetrySafe():
 			return attemptRetry
 		default:
-			f.fail(ctx, exchangeFailure(err))
+			f.fail(ctx, exchange.Classify(err))
 		}
 		return attemptDone
 	}
@@ -355,7 +330,7 @@ func (f *forwarder) sendRestOfBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, r
 		var pre, post []byte
 		if rh.Chunked {
 			if n > 0 {
-				pre = appendChunkSize(uc.hex[:0], n)
+				pre = h1.AppendChunkSize(uc.hex[:0], n)
 				post = crlf
 			}
 			if rerr == io.EOF {
@@ -386,14 +361,13 @@ func (f *forwarder) abortClientBody(ctx *fasthttp.RequestCtx, bodyDone bool) {
 }
 
 var (
-	errNoResponse = errors.New("proxy: upstream closed the connection before answering")
 	errClientGone = errors.New("proxy: client closed the connection")
 )
 
 // readResponseHead waits for the upstream's response head on uc (skipping
 // 1xx interim responses), filters out hop-by-hop fields and parses the rest
 // into ctx.Response.Header. It returns the status code; uc.br is left at the
-// start of the body. While it waits it checks every livenessInterval that
+// start of the body. While it waits it checks every exchange.LivenessInterval that
 // the client is still there.
 func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (int, error) {
 	for {
@@ -410,7 +384,7 @@ func (f *forwarder) readResponseHead(ctx *fasthttp.RequestCtx, uc *upstreamConn,
 			return 0, err
 		}
 		uc.br.Discard(end)
-		if skip, err := interimResponse(code); skip || err != nil {
+		if skip, err := exchange.InterimResponse(code); skip || err != nil {
 			respHeadPool.Put(s)
 			if err != nil {
 				return 0, err
@@ -449,9 +423,9 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 			gotAny = true
 			continue
 		}
-		if !isTimeout(err) {
+		if !exchange.IsTimeout(err) {
 			if !gotAny && uc.br.Buffered() == 0 {
-				return 0, errors.Join(errNoResponse, err)
+				return 0, errors.Join(exchange.ErrNoResponse, err)
 			}
 			return 0, errors.Join(h1.ErrBadResponse, err)
 		}
@@ -462,7 +436,7 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 		if c := ctx.Conn(); c != nil && clientGone(c) {
 			return 0, errClientGone
 		}
-		uc.setReadDeadline(earliest(deadline, now.Add(livenessInterval)))
+		uc.setReadDeadline(earliest(deadline, now.Add(exchange.LivenessInterval)))
 	}
 }
 
@@ -470,18 +444,18 @@ func waitHead(ctx *fasthttp.RequestCtx, uc *upstreamConn, deadline time.Time) (i
 // none, read whole (a small Content-Length), or streamed.
 func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status int) {
 	fr := uc.framing
-	mode := responseBodyMode(status, ctx.IsHead(), fr)
+	mode := exchange.ResponseBodyMode(status, ctx.IsHead(), fr)
 	switch {
-	case mode == bodyNone:
-		f.pool.put(uc, reusable(fr, mode, true, uc.br.Buffered() > 0))
-	case bufferWhole(mode, fr.Length):
+	case mode == exchange.BodyNone:
+		f.pool.put(uc, exchange.Reusable(fr, mode, true, uc.br.Buffered() > 0))
+	case exchange.BufferWhole(mode, fr.Length):
 		if err := readWhole(ctx, uc, fr.Length, f.responseHeaderTimeout); err != nil {
 			f.pool.put(uc, false)
-			f.fail(ctx, exchangeFailure(err))
+			f.fail(ctx, exchange.Classify(err))
 			return
 		}
-		f.pool.put(uc, reusable(fr, mode, true, uc.br.Buffered() > 0))
-	case mode == bodyFixed:
+		f.pool.put(uc, exchange.Reusable(fr, mode, true, uc.br.Buffered() > 0))
+	case mode == exchange.BodyFixed:
 		b := acquireBody(f, ctx, uc, mode, fr.Length)
 		// The head goes out at once; each body piece is then written
 		// to the client as it arrives (the ReadFrom path of fasthttp's
@@ -490,7 +464,7 @@ func (f *forwarder) relayBody(ctx *fasthttp.RequestCtx, uc *upstreamConn, status
 		ctx.Response.SetBodyStream(b, int(fr.Length))
 	case !ctx.Request.Header.IsHTTP11():
 		f.relayToHTTP10(ctx, acquireBody(f, ctx, uc, mode, 0))
-	default: // chunkedForClient
+	default: // exchange.ChunkedForClient
 		ctx.Response.SetBodyStream(&chunkedWriterTo{acquireBody(f, ctx, uc, mode, 0)}, -1)
 	}
 }
@@ -561,19 +535,11 @@ func readWhole(ctx *fasthttp.RequestCtx, uc *upstreamConn, n int64, timeout time
 // fail answers ctx for an upstream failure before any of the response
 // went out: the answer, the metric and the log line the failure's kind
 // calls for.
-func (f *forwarder) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
-	f.metrics.upstreamFailure(e.kind)
+func (f *forwarder) fail(ctx *fasthttp.RequestCtx, e *exchange.Error) {
+	f.metrics.upstreamFailure(e.Kind)
 	f.log.Debug("upstream failed", zap.Error(e))
-	status, body := e.kind.answer()
+	status, body := e.Kind.Answer()
 	writeError(ctx, status, body)
-}
-
-func isTimeout(err error) bool {
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errPoolTimeout) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -581,10 +547,4 @@ func earliest(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// appendChunkSize appends a chunk-size line: hex length and CRLF.
-func appendChunkSize(dst []byte, n int) []byte {
-	dst = strconv.AppendInt(dst, int64(n), 16)
-	return append(dst, '\r', '\n')
 }

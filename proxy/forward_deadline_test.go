@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 )
 
 // fwdSlowUpstream answers every request on a connection it reads, in
@@ -52,13 +54,13 @@ type fwdStep struct {
 }
 
 // TestForwardSlowSmallBody: a small Content-Length body that arrives more
-// than livenessInterval after its head is still relayed. Each wait for a
+// than exchange.LivenessInterval after its head is still relayed. Each wait for a
 // body byte is bounded by upstream.response_header_timeout, not by what is
 // left of the liveness deadline armed for the head.
 func TestForwardSlowSmallBody(t *testing.T) {
 	up := fwdSlowUpstream(t, [][]fwdStep{{
 		{0, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"},
-		{livenessInterval + 300*time.Millisecond, "hello"},
+		{exchange.LivenessInterval + 300*time.Millisecond, "hello"},
 	}})
 	addr, _ := fwdStartProxy(t, "http://"+up, withResponseHeaderTimeout(5*time.Second))
 	status, body := fwdGet(t, addr)
@@ -79,7 +81,7 @@ func TestForwardKeptDeadlineRearms(t *testing.T) {
 	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	up := fwdSlowUpstream(t, [][]fwdStep{
 		{{0, ok}},
-		{{livenessInterval + 300*time.Millisecond, ok}},
+		{{exchange.LivenessInterval + 300*time.Millisecond, ok}},
 		{{0, ok}},
 	})
 	addr, _ := fwdStartProxy(t, "http://"+up, withResponseHeaderTimeout(3*time.Second), withoutEventLoop)

@@ -6,7 +6,7 @@ import (
 )
 
 // handoffListener is the fasthttp server's listener when the event loop
-// (eventloop_linux.go) accepts clients: Accept returns the connections the
+// (proxy/internal/loop) accepts clients: Accept returns the connections the
 // loop hands over, for the requests it does not serve itself.
 type handoffListener struct {
 	addr net.Addr
@@ -53,29 +53,4 @@ func (l *handoffListener) push(c net.Conn) {
 			c.Close()
 		}
 	}()
-}
-
-// prefixConn is a handed-over connection whose first bytes were already
-// read by the event loop: Read returns them before reading the socket.
-//
-// The embedded TCPConn's SyscallConn exposes the socket, for the liveness
-// peek (peek_unix.go) and the tunnels' read waiter
-// (websocket_wait_linux.go). Both run after fasthttp has read the request
-// that carried the prefix, and a tunnel drains what is still buffered
-// before it waits on the socket.
-type prefixConn struct {
-	*net.TCPConn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		if len(c.prefix) == 0 {
-			c.prefix = nil
-		}
-		return n, nil
-	}
-	return c.TCPConn.Read(p)
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 )
 
 // metrics holds the proxy's Prometheus collectors. Children are looked up
@@ -114,7 +116,7 @@ func (cm *classMetrics) counter(status int) prometheus.Counter {
 }
 
 // upstreamFailure counts an upstream failure under its kind's label.
-func (m *metrics) upstreamFailure(kind failureKind) {
+func (m *metrics) upstreamFailure(kind exchange.FailureKind) {
 	m.upstreamErrors.WithLabelValues(kind.String()).Inc()
 	m.upstreamLog.event(kind.String())
 }

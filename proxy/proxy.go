@@ -1,7 +1,7 @@
 // Package proxy is sessiongate's client-facing server: the route table,
 // forwarding to the upstream Rocket.Chat server with streamed bodies,
 // WebSocket tunnels, the client-address headers and the access log. On
-// Linux, epoll event loops (eventloop_linux.go) serve plain forwarded
+// Linux, epoll event loops (proxy/internal/loop) serve plain forwarded
 // requests and hand every other connection to a fasthttp server.
 package proxy
 
@@ -18,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/sessiongate/sessiongate/proxy/internal/h1"
+	"github.com/sessiongate/sessiongate/proxy/internal/loop"
 )
 
 // Route is one intercepted request: Method and Path must both match the raw
@@ -118,13 +121,14 @@ type Proxy struct {
 	fwd     *forwarder
 	tunnels *tunnels
 	metrics *metrics
-	// acceptErrs counts and logs failed accepts on both paths (accept.go).
+	// acceptErrs counts and logs failed accepts on both paths (accept.go;
+	// the back-off rule is proxy/internal/loop's AcceptPace).
 	acceptErrs *acceptErrors
 
-	// engine runs the event loops (eventloop_linux.go) while Serve runs
+	// engine runs the event loops (proxy/internal/loop) while Serve runs
 	// with Options.EventLoop; nil otherwise.
 	mu       sync.Mutex
-	engine   *engine
+	engine   *loop.Engine
 	stopping bool
 }
 
@@ -193,7 +197,7 @@ func (p *Proxy) loopConns() int64 {
 	if e == nil {
 		return 0
 	}
-	return e.openConns()
+	return e.OpenConns()
 }
 
 // Handler returns the request handler, for in-process tests and benchmarks.
@@ -204,7 +208,7 @@ func (p *Proxy) Handler() fasthttp.RequestHandler { return p.handle }
 //
 // With Options.EventLoop on Linux, epoll loops accept on ln and serve plain
 // forwarded requests; the fasthttp server gets every connection they hand
-// over (eventloop_linux.go says which). Every connection fasthttp reads has
+// over (proxy/internal/loop says which). Every connection fasthttp reads has
 // its chunked request bodies checked on the way in (reqframing.go).
 func (p *Proxy) Serve(ln net.Listener) error {
 	if !p.opts.EventLoop {
@@ -215,16 +219,26 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		p.mu.Unlock()
 		return nil
 	}
-	e, err := startEngine(p, ln)
+	var e *loop.Engine
+	var err error
+	handoff := newHandoffListener(ln.Addr())
+	// The loops speak plain HTTP only: an https:// upstream leaves every
+	// connection to the fasthttp path.
+	if p.fwd.pool.dialer.tls == nil {
+		e, err = loop.Start(ln, p.loopOptions(handoff))
+	}
 	if err != nil {
 		p.log.Warn("event loop unavailable, serving a goroutine per connection", zap.Error(err))
+	}
+	if e != nil {
+		p.fwd.pool.setShed(e.Shed)
 	}
 	p.engine = e
 	p.mu.Unlock()
 	if e == nil {
 		return p.server.Serve(newFramingListener(newRetryListener(ln, p.acceptErrs), p.opts.MaxHeaderBytes))
 	}
-	return p.server.Serve(newFramingListener(e.handoff, p.opts.MaxHeaderBytes))
+	return p.server.Serve(newFramingListener(handoff, p.opts.MaxHeaderBytes))
 }
 
 // Shutdown stops accepting, lets in-flight requests finish, then closes the
@@ -241,7 +255,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		// The loops and the connections they handed over drain
 		// side by side.
 		done := make(chan error, 1)
-		go func() { done <- e.shutdown(ctx) }()
+		go func() { done <- e.Shutdown(ctx) }()
 		err = p.server.ShutdownWithContext(ctx)
 		if lerr := <-done; err == nil {
 			err = lerr
@@ -263,7 +277,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	class := ClassForward
 	switch {
-	case isWebSocketUpgrade(&ctx.Request.Header):
+	case h1.IsWebSocketUpgrade(&ctx.Request.Header):
 		class = ClassWebSocket
 		p.tunnels.serve(ctx, p.appendHandshakeHead)
 	default:

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
+	"github.com/sessiongate/sessiongate/proxy/internal/loop"
 )
 
 // Chunked request bodies are decoded by fasthttp on both request paths (the
@@ -315,7 +316,7 @@ func wrapFraming(c net.Conn, maxHead int) net.Conn {
 	switch tc := c.(type) {
 	case *net.TCPConn:
 		return &framingConn{TCPConn: tc, r: tc, v: v}
-	case *prefixConn:
+	case *loop.PrefixConn:
 		return &framingConn{TCPConn: tc.TCPConn, r: tc, v: v}
 	}
 	return &framingNetConn{Conn: c, v: v}

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -24,7 +25,7 @@ import (
 // upstream nor a client that stops reading holds the pair forever, however
 // long the stream lasts. A client that goes away while the upstream is
 // silent (a SockJS xhr-streaming client between heartbeats) is noticed
-// within livenessInterval, and the upstream connection closed then, not
+// within exchange.LivenessInterval, and the upstream connection closed then, not
 // at the next write to the client, which may be tens of seconds later.
 type responseBody struct {
 	f   *forwarder
@@ -33,7 +34,7 @@ type responseBody struct {
 	// silent (ctx.Conn(), kept when ctx is not).
 	client net.Conn
 	uc     *upstreamConn
-	kind   bodyMode
+	kind   exchange.BodyMode
 	// left is the bytes left of a fixed body; chunk walks a chunked one.
 	left  int64
 	chunk h1.ChunkDecoder
@@ -44,13 +45,13 @@ type responseBody struct {
 
 var bodyPool = sync.Pool{New: func() any { return new(responseBody) }}
 
-func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind bodyMode, length int64) *responseBody {
+func acquireBody(f *forwarder, ctx *fasthttp.RequestCtx, uc *upstreamConn, kind exchange.BodyMode, length int64) *responseBody {
 	b := bodyPool.Get().(*responseBody)
 	*b = responseBody{f: f, ctx: ctx, uc: uc, kind: kind, left: length}
 	if ctx != nil {
 		b.client = ctx.Conn()
 	}
-	if kind == bodyFixed && length == 0 {
+	if kind == exchange.BodyFixed && length == 0 {
 		b.done = true
 	}
 	return b
@@ -78,7 +79,7 @@ func (b *responseBody) Read(p []byte) (int, error) {
 func (b *responseBody) read(p []byte) (int, error) {
 	br := b.uc.br
 	switch b.kind {
-	case bodyFixed:
+	case exchange.BodyFixed:
 		if int64(len(p)) > b.left {
 			p = p[:b.left]
 		}
@@ -92,7 +93,7 @@ func (b *responseBody) read(p []byte) (int, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return n, err
-	case bodyUntilClose:
+	case exchange.BodyUntilClose:
 		n, err := b.fill(p)
 		if err == io.EOF {
 			b.done = true
@@ -138,7 +139,7 @@ func (b *responseBody) fill(p []byte) (int, error) {
 }
 
 // waitBuffered waits until a byte from the upstream is buffered, for at most
-// responseHeaderTimeout, looking every livenessInterval of silence whether
+// responseHeaderTimeout, looking every exchange.LivenessInterval of silence whether
 // the client is still there (errClientGone when it is not).
 func (b *responseBody) waitBuffered() error {
 	br := b.uc.br
@@ -148,9 +149,9 @@ func (b *responseBody) waitBuffered() error {
 	now := time.Now()
 	deadline := now.Add(b.f.responseHeaderTimeout)
 	for {
-		b.uc.setReadDeadline(earliest(deadline, now.Add(livenessInterval)))
+		b.uc.setReadDeadline(earliest(deadline, now.Add(exchange.LivenessInterval)))
 		_, err := br.Peek(1)
-		if err == nil || !isTimeout(err) {
+		if err == nil || !exchange.IsTimeout(err) {
 			return err
 		}
 		now = time.Now()
@@ -172,14 +173,14 @@ func (b *responseBody) Close() error {
 	if !b.done && b.err != nil && !errors.Is(b.err, errClientWrite) && !errors.Is(b.err, errClientGone) {
 		// The response is under way: the failure is counted, and the
 		// client sees the body cut short.
-		e := exchangeFailure(b.err)
-		b.f.metrics.upstreamFailure(e.kind)
+		e := exchange.Classify(b.err)
+		b.f.metrics.upstreamFailure(e.Kind)
 		b.f.log.Debug("upstream body", zap.Error(e))
 	}
 	if errors.Is(b.err, errClientGone) {
 		b.f.log.Debug("client gone while the response streamed")
 	}
-	b.f.pool.put(b.uc, reusable(b.uc.framing, b.kind, b.done, b.uc.br.Buffered() > 0))
+	b.f.pool.put(b.uc, exchange.Reusable(b.uc.framing, b.kind, b.done, b.uc.br.Buffered() > 0))
 	*b = responseBody{}
 	bodyPool.Put(b)
 	return nil

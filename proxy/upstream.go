@@ -3,12 +3,12 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -27,11 +27,6 @@ import (
 // the response header block (like Node's own 16 KiB default) and is the
 // largest response body that arrives without a second read.
 const upstreamBufferSize = h1.MaxResponseHeadBytes
-
-var (
-	errPoolTimeout = errors.New("proxy: no upstream connection free in time")
-	errPoolClosed  = errors.New("proxy: upstream pool closed")
-)
 
 // upstreamConn is one keep-alive connection to the upstream. It is used by
 // one request at a time: the pool hands it out and takes it back.
@@ -168,7 +163,7 @@ func (p *upstreamPool) get(now, deadline time.Time, fresh bool) (*upstreamConn, 
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			return nil, now, errPoolClosed
+			return nil, now, exchange.ErrPoolClosed
 		}
 		for !fresh && len(p.idle) > 0 {
 			c := p.idle[len(p.idle)-1]
@@ -218,7 +213,7 @@ func (p *upstreamPool) get(now, deadline time.Time, fresh bool) (*upstreamConn, 
 		ok := p.wait(w, deadline)
 		p.waiting.Add(-1)
 		if !ok {
-			return nil, now, errPoolTimeout
+			return nil, now, exchange.ErrPoolTimeout
 		}
 		now = time.Now()
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -135,46 +136,6 @@ func upstreamDialAddr(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// isWebSocketUpgrade reports whether the request opens a WebSocket
-// (RFC 6455 §4.1): method GET, one Upgrade header whose value is exactly
-// the token "websocket", a Connection header holding "upgrade", names and
-// tokens case-insensitive, and no request body. Anything else — a POST that
-// asks for an upgrade, "Upgrade: h2c, websocket", two Upgrade fields — is
-// forwarded as a plain request, and the forwarder drops its Upgrade header
-// as hop-by-hop (docs/forwarding.md: only WebSocket upgrades are forwarded; a list
-// would let the upstream switch to a protocol the tunnel was not meant
-// for). It runs on every request, so it does not allocate.
-func isWebSocketUpgrade(h *fasthttp.RequestHeader) bool {
-	if !h.IsGet() || h.ContentLength() > 0 || h.ContentLength() == -1 {
-		return false
-	}
-	upgrades, websocket, connection := 0, false, false
-	raw := h.RawHeaders()
-	if len(raw) == 0 {
-		// Not parsed from the wire (an in-process request): fall back to
-		// the exact-case names clients send.
-		return h1.EqualFoldASCII(h1.TrimFieldValue(h.Peek("Upgrade")), "websocket") &&
-			h1.HasToken(h.Peek("Connection"), "upgrade")
-	}
-	// With DisableHeaderNamesNormalizing, Peek matches names exactly, and a
-	// client may send "upgrade:"; the raw header block has every name as
-	// sent. No whitespace may precede the colon (RFC 9112 §5.1; fasthttp
-	// rejects it), so only lines with a colon right after 7 or 10 bytes can
-	// matter, and the rest are skipped after one look.
-	for len(raw) > 0 {
-		var line []byte
-		line, raw = h1.NextLine(raw)
-		switch {
-		case len(line) > 7 && line[7] == ':' && h1.EqualFoldASCII(line[:7], "upgrade"):
-			upgrades++
-			websocket = h1.EqualFoldASCII(h1.TrimFieldValue(line[8:]), "websocket")
-		case len(line) > 10 && line[10] == ':' && h1.EqualFoldASCII(line[:10], "connection"):
-			connection = connection || h1.HasToken(line[11:], "upgrade")
-		}
-	}
-	return upgrades == 1 && websocket && connection
-}
-
 // serve runs the handshake with the upstream and, on 101, hands the client
 // connection to a tunnel. It answers 502 when the upstream cannot be
 // reached or breaks the connection, 504 when its answer does not come
@@ -195,7 +156,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 
 	up, err := t.dial()
 	if err != nil {
-		t.fail(ctx, upstreamFailure(failConnect, err))
+		t.fail(ctx, exchange.Failure(exchange.FailConnect, err))
 		return
 	}
 	if t.headerWait > 0 {
@@ -218,7 +179,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 	if err := checkSwitchHead(head); err != nil {
 		releaseHeadReader(br)
 		up.Close()
-		t.fail(ctx, upstreamFailure(failProtocol, err))
+		t.fail(ctx, exchange.Failure(exchange.FailProtocol, err))
 		return
 	}
 
@@ -305,19 +266,19 @@ func checkSwitchHead(head []byte) error {
 // upstreamFailed answers the client after a failed handshake: 504 when the
 // upstream did not answer in time, else 502.
 func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
-	kind := failReset
-	if isTimeout(err) {
-		kind = failTimeout
+	kind := exchange.FailReset
+	if exchange.IsTimeout(err) {
+		kind = exchange.FailTimeout
 	}
-	t.fail(ctx, upstreamFailure(kind, err))
+	t.fail(ctx, exchange.Failure(kind, err))
 }
 
 // fail answers a handshake whose upstream failed, as the forwarder does
 // (forwarder.fail).
-func (t *tunnels) fail(ctx *fasthttp.RequestCtx, e *upstreamError) {
-	t.metrics.upstreamFailure(e.kind)
+func (t *tunnels) fail(ctx *fasthttp.RequestCtx, e *exchange.Error) {
+	t.metrics.upstreamFailure(e.Kind)
 	t.log.Debug("upstream handshake failed", zap.String("upstream", t.dialer.addr), zap.Error(e))
-	status, body := e.kind.answer()
+	status, body := e.Kind.Answer()
 	writeError(ctx, status, body)
 }
 

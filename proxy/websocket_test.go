@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
@@ -71,8 +72,8 @@ func TestIsWebSocketUpgrade(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := isWebSocketUpgrade(parseRequestHeader(t, tt.raw)); got != tt.want {
-				t.Errorf("isWebSocketUpgrade(%q) = %v, want %v", tt.raw, got, tt.want)
+			if got := h1.IsWebSocketUpgrade(parseRequestHeader(t, tt.raw)); got != tt.want {
+				t.Errorf("h1.IsWebSocketUpgrade(%q) = %v, want %v", tt.raw, got, tt.want)
 			}
 		})
 	}
@@ -85,8 +86,8 @@ func TestIsWebSocketUpgradeBuiltRequest(t *testing.T) {
 	h.SetRequestURI("/websocket")
 	h.Set("Upgrade", "websocket")
 	h.Set("Connection", "Upgrade")
-	if !isWebSocketUpgrade(&h) {
-		t.Errorf("isWebSocketUpgrade(built request) = false, want true")
+	if !h1.IsWebSocketUpgrade(&h) {
+		t.Errorf("h1.IsWebSocketUpgrade(built request) = false, want true")
 	}
 }
 
@@ -149,7 +150,7 @@ func FuzzAppendHandshakeHead(f *testing.F) {
 		if ctx.Request.Header.Read(bufio.NewReader(strings.NewReader(raw))) != nil {
 			return
 		}
-		isWebSocketUpgrade(&ctx.Request.Header)
+		h1.IsWebSocketUpgrade(&ctx.Request.Header)
 		out, err := p.appendHandshakeHead(nil, ctx)
 		if err != nil {
 			return // refused: nothing goes upstream
@@ -492,10 +493,10 @@ func TestTunnelRefusedAndFailures(t *testing.T) {
 			426, "", map[string]string{"Upgrade": "websocket"}},
 		{"interim response skipped", refuse("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Length: 1\r\n\r\nx"),
 			400, "x", nil},
-		{"closed before answering", refuse(""), 502, string(bodyBadGateway), nil},
-		{"garbage answer", refuse("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 502, string(bodyBadGateway), nil},
-		{"unreachable", "http://" + closedAddr(t), 502, string(bodyBadGateway), nil},
-		{"too slow", silent, 504, string(bodyGatewayTimeout), nil},
+		{"closed before answering", refuse(""), 502, string(exchange.BodyBadGateway), nil},
+		{"garbage answer", refuse("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 502, string(exchange.BodyBadGateway), nil},
+		{"unreachable", "http://" + closedAddr(t), 502, string(exchange.BodyBadGateway), nil},
+		{"too slow", silent, 504, string(exchange.BodyGatewayTimeout), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -671,7 +672,7 @@ func BenchmarkIsWebSocketUpgrade(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				isWebSocketUpgrade(h)
+				h1.IsWebSocketUpgrade(h)
 			}
 		})
 	}

@@ -18,10 +18,10 @@ import (
 	"time"
 )
 
-// Black-box tests of the two request paths (proxy/eventloop_linux.go): the
+// Black-box tests of the two request paths (proxy/internal/loop): the
 // event loop serves plain HTTP/1.1 requests itself and hands every other
 // connection over to the fasthttp path with the bytes it already read in
-// front (proxy/handoff.go). A client cannot tell which path served it, so
+// front. A client cannot tell which path served it, so
 // these tests pass with the loop on and off (SESSIONGATE_TEST_EVENT_LOOP=
 // false); with it on, they exercise a connection crossing from one path to
 // the other mid-stream, pipelined bytes carried over, partial heads and

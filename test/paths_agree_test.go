@@ -1,6 +1,6 @@
 package test
 
-// A differential test of the two request paths (proxy/eventloop_linux.go):
+// A differential test of the two request paths (proxy/internal/loop):
 // the same raw bytes go to a gate with the event loop and to a gate without
 // it (SESSIONGATE_PROXY_EVENT_LOOP=false, the fasthttp path for
 // everything), both in front of one recording upstream, and what each

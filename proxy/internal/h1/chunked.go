@@ -1,6 +1,9 @@
 package h1
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // ChunkDecoder walks a chunked body (RFC 9112 §7.1) as it arrives, in
 // pieces of any size; both request paths use it for responses (the fasthttp
@@ -299,4 +302,10 @@ func unhex(c byte) int {
 		return int(c-'A') + 10
 	}
 	return -1
+}
+
+// AppendChunkSize appends a chunk-size line: hex length and CRLF.
+func AppendChunkSize(dst []byte, n int) []byte {
+	dst = strconv.AppendInt(dst, int64(n), 16)
+	return append(dst, '\r', '\n')
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package loop
 
 import (
 	"bufio"
@@ -23,37 +23,15 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
 )
 
-// The event loop: the forwarding hot path without a goroutine per
-// connection.
-//
-// With one goroutine per connection, every forwarded request parks and
-// wakes two goroutines (waiting for the client's next request, waiting for
-// the upstream's answer), and on a small machine the Go scheduler's
-// wake-ups, spinning threads and netpoll calls cost more CPU than the
-// proxying itself (profiles in bench/README.md). nginx does the same
-// system calls from one thread per core that sleeps only in epoll_wait.
-// This comes close: one loop per GOMAXPROCS, each a single goroutine with
-// its own epoll set (parked in the runtime's netpoller when it has nothing
-// to do, see wait), accepting from the shared listening socket
-// (EPOLLEXCLUSIVE) and driving each connection as a state machine over
-// non-blocking sockets.
-//
-// The loop serves the common case completely: an HTTP/1.1 request that is
-// not a WebSocket handshake and not an intercepted route, whose head and
-// Content-Length body (if any) fit in its buffer, answered with any
-// response the upstream sends (fixed, chunked or close-delimited bodies of
-// any size, streamed with backpressure). Every other request, and every
-// request it cannot route yet (the upstream pool is full, a kept-alive
-// upstream connection failed before answering a request that is safe to
-// repeat), is handed over before anything of it went upstream: the
-// connection, with the bytes already read in front, goes to the fasthttp
-// server, which serves it from then on exactly as it does without the loop.
-// Both paths build the upstream head with the same function
-// (appendHead), filter the response head with the same function
-// (h1.FilterResponseHead) and answer errors with the same bytes.
+// The framing of a body sent to the client chunked.
+var (
+	crlf      = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n")
+)
 
 // evTick is how often a loop checks its deadlines: timeouts fire up to
 // this much late.
@@ -64,16 +42,15 @@ const evTick = 50 * time.Millisecond
 const evBodyMax = 64 << 10
 
 // evUpstreamBuffer is an upstream connection's read buffer in the loop: it
-// bounds the response head like upstreamBufferSize, and a larger buffer
-// moves large bodies in fewer system calls.
-const evUpstreamBuffer = upstreamBufferSize + maxBufferedBody
+// bounds the response head at h1.MaxResponseHeadBytes, as on the fasthttp
+// path, and a larger buffer moves large bodies in fewer system calls.
+const evUpstreamBuffer = h1.MaxResponseHeadBytes + exchange.MaxBufferedBody
 
-// engine runs the event loops of one Proxy.Serve.
-type engine struct {
-	p       *Proxy
+// Engine runs the event loops on one listener.
+type Engine struct {
+	o       *Options
 	ln      net.Listener
 	lnFile  *os.File
-	handoff *handoffListener
 	reserve *fdReserve // for handovers when out of descriptors
 	loops   []*evLoop
 	// drained counts the loops that stopped accepting; the last one
@@ -83,12 +60,12 @@ type engine struct {
 	wg      sync.WaitGroup
 }
 
-// startEngine starts the loops on ln, or returns nil when ln is not a plain
-// TCP listener or the upstream is not plain HTTP (the fasthttp path then
-// serves everything).
-func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
+// Start starts the loops on ln, or returns nil when ln is not a plain TCP
+// listener (the caller's server then serves everything). The upstream must
+// be plain HTTP: the loops do not speak TLS.
+func Start(ln net.Listener, o Options) (*Engine, error) {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok || p.fwd.pool.dialer.tls != nil {
+	if !ok {
 		return nil, nil
 	}
 	f, err := tl.File()
@@ -100,8 +77,8 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 		f.Close()
 		return nil, err
 	}
-	e := &engine{p: p, ln: ln, lnFile: f, handoff: newHandoffListener(ln.Addr()), reserve: newFDReserve()}
-	n := p.opts.EventLoops
+	e := &Engine{o: &o, ln: ln, lnFile: f, reserve: newFDReserve()}
+	n := o.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
@@ -121,18 +98,21 @@ func startEngine(p *Proxy, ln net.Listener) (*engine, error) {
 		e.wg.Add(1)
 		go l.run()
 	}
-	p.fwd.pool.setShed(func() {
-		for _, l := range e.loops {
-			l.post(l.shed)
-		}
-	})
 	return e, nil
 }
 
-// shutdown stops accepting, closes idle connections, lets requests in
+// Shed asks the loops to close their idle upstream connections, to make
+// room for requests waiting for one; it does not wait for them.
+func (e *Engine) Shed() {
+	for _, l := range e.loops {
+		l.post(l.shed)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
 // flight finish and closes their connections after them, until ctx ends;
 // then it closes what is left.
-func (e *engine) shutdown(ctx context.Context) error {
+func (e *Engine) Shutdown(ctx context.Context) error {
 	defer e.reserve.close()
 	e.ln.Close()
 	for _, l := range e.loops {
@@ -156,9 +136,8 @@ func (e *engine) shutdown(ctx context.Context) error {
 type evFD interface{ event(ev uint32) }
 
 type evLoop struct {
-	e      *engine
-	p      *Proxy
-	f      *forwarder
+	e      *Engine
+	o      *Options
 	epfd   int
 	wakefd int
 	lnfd   int
@@ -192,8 +171,8 @@ type evLoop struct {
 	kick [8]byte       // eventfd scratch
 	stop bool          // draining: connections close after their request
 	dead bool          // forced: everything closed
-	// acceptPace spaces failed accepts (accept.go).
-	acceptPace acceptPace
+	// acceptPace spaces failed accepts (AcceptPace).
+	acceptPace AcceptPace
 
 	mu     sync.Mutex // guards what follows
 	box    []func()   // work posted from other goroutines
@@ -204,7 +183,7 @@ type evLoop struct {
 	load atomic.Int64
 }
 
-func newLoop(e *engine, lnfd int) (*evLoop, error) {
+func newLoop(e *Engine, lnfd int) (*evLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -215,9 +194,9 @@ func newLoop(e *engine, lnfd int) (*evLoop, error) {
 		return nil, err
 	}
 	l := &evLoop{
-		e: e, p: e.p, f: e.p.fwd, epfd: epfd, wakefd: wakefd, lnfd: lnfd,
+		e: e, o: e.o, epfd: epfd, wakefd: wakefd, lnfd: lnfd,
 		events: make([]unix.EpollEvent, 256),
-		br:     bufio.NewReaderSize(nil, max(e.p.opts.MaxHeaderBytes, 4096)),
+		br:     bufio.NewReaderSize(nil, max(e.o.MaxHeaderBytes, 4096)),
 	}
 	l.hdr.DisableNormalizing()
 	// The epoll descriptor is itself pollable: waiting for it goes
@@ -304,7 +283,7 @@ func (l *evLoop) run() {
 		}
 		n, err := l.wait(timeout)
 		if err != nil && err != unix.EINTR {
-			l.p.log.Error("event loop stopped", zap.Error(err))
+			l.o.Log.Error("event loop stopped", zap.Error(err))
 			l.drain()
 			l.force()
 			return
@@ -408,25 +387,25 @@ func (l *evLoop) closeFD(fd int) {
 
 // accept takes the waiting connections off the shared listening socket.
 func (l *evLoop) accept() {
-	maxConns := int64(l.p.opts.MaxConns)
+	maxConns := int64(l.o.MaxConns)
 	for range 64 {
 		fd, sa, err := unix.Accept4(l.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			if err == unix.EAGAIN || err == unix.EINTR {
 				return
 			}
-			reason, wait := acceptErrorReason(err)
+			reason, wait := AcceptErrorReason(err)
 			if !wait {
-				l.p.acceptErrs.report(reason, err, 0)
+				l.o.AcceptError(reason, err, 0)
 				continue
 			}
-			d := l.acceptPace.next()
-			l.p.acceptErrs.report(reason, err, d)
+			d := l.acceptPace.Next()
+			l.o.AcceptError(reason, err, d)
 			l.pauseAccept(d)
 			return
 		}
-		l.acceptPace.reset()
-		if maxConns > 0 && l.e.openConns()+int64(l.p.server.GetOpenConnectionsCount()) >= maxConns {
+		l.acceptPace.Reset()
+		if maxConns > 0 && l.e.OpenConns()+l.o.OtherConns() >= maxConns {
 			unix.Write(fd, concurrencyRefusal)
 			unix.Close(fd)
 			continue
@@ -465,15 +444,15 @@ func (l *evLoop) resumeAccept() {
 		return
 	}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.lnfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(l.lnfd)}); err != nil {
-		reason, _ := acceptErrorReason(err)
-		d := l.acceptPace.next()
-		l.p.acceptErrs.report(reason, err, d)
+		reason, _ := AcceptErrorReason(err)
+		d := l.acceptPace.Next()
+		l.o.AcceptError(reason, err, d)
 		time.AfterFunc(d, func() { l.post(l.resumeAccept) })
 	}
 }
 
-// openConns is how many client connections the loops hold.
-func (e *engine) openConns() int64 {
+// OpenConns is how many client connections the loops hold.
+func (e *Engine) OpenConns() int64 {
 	var n int64
 	for _, l := range e.loops {
 		n += l.load.Load()
@@ -482,7 +461,7 @@ func (e *engine) openConns() int64 {
 }
 
 // leastLoaded returns the loop with the fewest client connections.
-func (e *engine) leastLoaded() *evLoop {
+func (e *Engine) leastLoaded() *evLoop {
 	best := e.loops[0]
 	for _, l := range e.loops[1:] {
 		if l.load.Load() < best.load.Load() {
@@ -500,7 +479,7 @@ func (l *evLoop) adopt(fd int, peer netip.Addr) {
 		return
 	}
 	c := &evClient{l: l, fd: fd, peer: peer, idx: len(l.clients)}
-	c.deadline = l.now.Add(l.p.opts.IdleTimeout)
+	c.deadline = l.now.Add(l.o.IdleTimeout)
 	if err := l.register(fd, c); err != nil {
 		l.load.Add(-1)
 		unix.Close(fd)
@@ -535,7 +514,7 @@ func (l *evLoop) scan() {
 		case !c.deadline.IsZero() && !l.now.Before(c.deadline):
 			c.timeout()
 		case c.eof && (c.state == stDial || c.state == stSend || c.state == stWait) &&
-			l.now.Sub(c.start) >= livenessInterval:
+			l.now.Sub(c.start) >= exchange.LivenessInterval:
 			c.abort() // gone, or half-closed and kept waiting: see advance
 		case c.eof && c.state == stBody && c.upstreamQuiet():
 			c.abandon()
@@ -546,7 +525,7 @@ func (l *evLoop) scan() {
 	}
 	keep := l.idle[:0]
 	for _, u := range l.idle {
-		if l.now.Sub(u.idleSince) >= l.f.pool.idleTimeout {
+		if l.now.Sub(u.idleSince) >= l.o.UpstreamIdleTimeout {
 			u.close()
 			continue
 		}
@@ -612,7 +591,7 @@ func (l *evLoop) getBuf() []byte {
 		l.free = l.free[:n-1]
 		return b
 	}
-	return make([]byte, l.p.opts.MaxHeaderBytes+evBodyMax)
+	return make([]byte, l.o.MaxHeaderBytes+evBodyMax)
 }
 
 func (l *evLoop) putBuf(b []byte) {
@@ -631,7 +610,7 @@ func (l *evLoop) takeIdle() *evUpstream {
 		// in this loop turn, their event not handled yet, show in a
 		// peek (one non-blocking recv): stray bytes must not answer
 		// this request, another client's.
-		if idle := l.now.Sub(u.idleSince); idle < l.f.pool.idleTimeout && !u.readable && !u.peerSpoke() {
+		if idle := l.now.Sub(u.idleSince); idle < l.o.UpstreamIdleTimeout && !u.readable && !u.peerSpoke() {
 			return u
 		}
 		u.close()
@@ -687,7 +666,7 @@ type evClient struct {
 	// The response being relayed.
 	status int
 	fr     h1.Framing
-	mode   bodyMode
+	mode   exchange.BodyMode
 	left   int64
 	chunk  h1.ChunkDecoder
 	resp   []byte   // head for the client, then framing bytes
@@ -780,10 +759,10 @@ func (c *evClient) advance() {
 			// The client may only have sent more (pipelining), half
 			// closed (it still gets its answers), or gone: a reset
 			// ends the exchange at once, an end of input only after
-			// the upstream kept it waiting livenessInterval, as on
+			// the upstream kept it waiting exchange.LivenessInterval, as on
 			// the fasthttp path (see scan).
 			c.fill(false)
-			if c.reset || (c.eof && c.l.now.Sub(c.start) >= livenessInterval) {
+			if c.reset || (c.eof && c.l.now.Sub(c.start) >= exchange.LivenessInterval) {
 				c.abort()
 				return
 			}
@@ -796,7 +775,7 @@ func (c *evClient) advance() {
 			// A client that leaves a streamed response while the
 			// upstream is silent frees the upstream connection
 			// now, not at the next write to the client: at once
-			// on a reset, after livenessInterval of upstream
+			// on a reset, after exchange.LivenessInterval of upstream
 			// silence on an end of input, as on the fasthttp path
 			// (and in scan).
 			if c.readable && !c.eof {
@@ -830,7 +809,7 @@ func (c *evClient) readRequest() bool {
 				c.r, c.w = 0, 0
 			}
 			c.headerStart = time.Time{}
-			c.deadline = l.now.Add(l.p.opts.IdleTimeout)
+			c.deadline = l.now.Add(l.o.IdleTimeout)
 			return false
 		}
 	}
@@ -844,13 +823,13 @@ func (c *evClient) readRequest() bool {
 	if end == 0 {
 		if c.headerStart.IsZero() {
 			c.headerStart = l.now
-			if t := l.p.opts.ReadHeaderTimeout; t > 0 {
+			if t := l.o.ReadHeaderTimeout; t > 0 {
 				c.deadline = l.now.Add(t)
 			} else {
 				c.deadline = time.Time{}
 			}
 		}
-		if len(buf) >= l.p.opts.MaxHeaderBytes {
+		if len(buf) >= l.o.MaxHeaderBytes {
 			c.handoff("unparsed") // fasthttp answers 431
 			return false
 		}
@@ -883,10 +862,10 @@ func (c *evClient) readRequest() bool {
 	case h.IsConnect():
 		c.handoff("connect") // fasthttp refuses it
 		return false
-	case isWebSocketUpgrade(h):
+	case h1.IsWebSocketUpgrade(h):
 		c.handoff("websocket")
 		return false
-	case l.p.route(h.Method(), h.RequestURI()) != nil:
+	case l.o.Routed(h.Method(), h.RequestURI()):
 		c.handoff("route")
 		return false
 	case l.uri.Parse(h.Host(), h.RequestURI()) != nil:
@@ -895,7 +874,7 @@ func (c *evClient) readRequest() bool {
 		c.handoff("unparsed")
 		return false
 	}
-	head, rh, err := l.p.appendHead(c.head[:0], h, c.peer, false, false)
+	head, rh, err := h1.AppendRequestHead(c.head[:0], h, l.o.HeadOptions(c.peer))
 	c.head = head
 	if err != nil {
 		c.handoff("unparsed") // refused there with 400
@@ -926,11 +905,11 @@ func (c *evClient) readRequest() bool {
 	c.need = 0
 	c.reqLen, c.bodyStart = need, consumed
 	c.isHead = string(h.Method()) == fasthttp.MethodHead
-	c.idempotent = idempotentRequest(h.Method(), rh.HasBody())
+	c.idempotent = exchange.IdempotentRequest(h.Method(), rh.HasBody())
 	c.closeAfter = c.closeAfter || h.ConnectionClose()
 	c.start = l.now
 	c.headerStart = time.Time{}
-	if l.p.access != nil {
+	if l.o.Access != nil {
 		c.logLine = append(c.logLine[:0], h.Method()...)
 		c.logLine = append(c.logLine, ' ')
 		uri := h.RequestURI()
@@ -943,7 +922,7 @@ func (c *evClient) readRequest() bool {
 		c.startSend(u)
 		return true
 	}
-	if !l.f.pool.reserve() {
+	if !l.o.Pool.Reserve() {
 		c.handoff("pool_full") // the fasthttp path waits for a free connection
 		return false
 	}
@@ -963,7 +942,7 @@ func (c *evClient) awaitBody() bool {
 		c.handoff("partial") // fasthttp answers a cut body 400
 		return false
 	}
-	if t := c.l.f.clientBodyTimeout; t > 0 {
+	if t := c.l.o.ClientBodyTimeout; t > 0 {
 		c.deadline = c.l.now.Add(t)
 	}
 	return false
@@ -980,30 +959,30 @@ func (c *evClient) startSend(u *evUpstream) {
 	}
 	u.sent, u.gotAny = 0, false
 	c.state = stSend
-	c.deadline = c.l.now.Add(c.l.f.responseHeaderTimeout)
+	c.deadline = c.l.now.Add(c.l.o.ResponseHeaderTimeout)
 }
 
 // dial connects a new upstream connection for c off the loop.
 func (l *evLoop) dial(c *evClient) {
-	deadline := l.now.Add(l.f.responseHeaderTimeout)
-	pool := l.f.pool
+	deadline := l.now.Add(l.o.ResponseHeaderTimeout)
+	o := l.o
 	go func() {
-		fd, err := dialFD(pool, deadline)
+		fd, err := dialFD(o.Dial, deadline)
 		if !l.post(func() { l.dialed(c, fd, err) }) {
 			if fd >= 0 {
 				unix.Close(fd)
 			}
-			pool.release()
+			o.Pool.Release()
 		}
 	}()
 }
 
 // dialFD dials the upstream with Go's resolver and dialer and returns a
 // duplicate of the socket for the loop, the Go connection closed.
-func dialFD(pool *upstreamPool, deadline time.Time) (int, error) {
+func dialFD(dial func(context.Context) (net.Conn, error), deadline time.Time) (int, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	conn, err := pool.dialer.dialTCP(ctx)
+	conn, err := dial(ctx)
 	if err != nil {
 		return -1, err
 	}
@@ -1025,7 +1004,7 @@ func dialFD(pool *upstreamPool, deadline time.Time) (int, error) {
 func (l *evLoop) dialed(c *evClient, fd int, err error) {
 	if err == nil && l.dead {
 		unix.Close(fd)
-		err = errPoolClosed
+		err = exchange.ErrPoolClosed
 	}
 	if err == nil {
 		u := &evUpstream{l: l, fd: fd, in: make([]byte, evUpstreamBuffer)}
@@ -1043,11 +1022,11 @@ func (l *evLoop) dialed(c *evClient, fd int, err error) {
 			return
 		}
 	}
-	l.f.pool.release()
+	l.o.Pool.Release()
 	if c.fd < 0 || c.state != stDial {
 		return
 	}
-	c.fail(connectFailure(err))
+	c.fail(exchange.ClassifyConnect(err))
 	c.advance()
 }
 
@@ -1059,8 +1038,8 @@ func (c *evClient) awaitHead() bool {
 		if end := h1.HeadEnd(buf); end > 0 {
 			return c.startResponse(buf[:end])
 		}
-		if u.w-u.r >= upstreamBufferSize {
-			c.fail(upstreamFailure(failProtocol, h1.ErrHeadTooLarge))
+		if u.w-u.r >= h1.MaxResponseHeadBytes {
+			c.fail(exchange.Failure(exchange.FailProtocol, h1.ErrHeadTooLarge))
 			return true
 		}
 		switch u.fill() {
@@ -1071,17 +1050,17 @@ func (c *evClient) awaitHead() bool {
 		}
 		// The upstream closed or broke the connection.
 		if u.w == u.r && !u.gotAny {
-			if (attemptState{reused: u.reused, sentAll: true, idempotent: c.idempotent}).retrySafe() {
+			if (exchange.Attempt{Reused: u.reused, SentAll: true, Idempotent: c.idempotent}).RetrySafe() {
 				// It was closed while idle; the fasthttp path
 				// repeats the request on a fresh connection.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.fail(upstreamFailure(failReset, errNoResponse))
+			c.fail(exchange.Failure(exchange.FailReset, exchange.ErrNoResponse))
 			return true
 		}
-		c.fail(upstreamFailure(failProtocol, h1.ErrBadResponse))
+		c.fail(exchange.Failure(exchange.FailProtocol, h1.ErrBadResponse))
 		return true
 	}
 }
@@ -1093,27 +1072,27 @@ func (c *evClient) startResponse(block []byte) bool {
 	out, code, fr, err := h1.FilterResponseHead(c.resp[:0], block)
 	c.resp = out
 	if err != nil {
-		c.fail(exchangeFailure(err))
+		c.fail(exchange.Classify(err))
 		return true
 	}
 	u.r += len(block)
-	if skip, err := interimResponse(code); skip || err != nil {
+	if skip, err := exchange.InterimResponse(code); skip || err != nil {
 		if err != nil {
-			c.fail(exchangeFailure(err))
+			c.fail(exchange.Classify(err))
 		}
 		return true
 	}
 	c.status, c.fr = code, fr
-	c.mode = responseBodyMode(code, c.isHead, fr)
+	c.mode = exchange.ResponseBodyMode(code, c.isHead, fr)
 	switch c.mode {
-	case bodyChunked:
+	case exchange.BodyChunked:
 		c.chunk = h1.ChunkDecoder{}
-	case bodyFixed:
+	case exchange.BodyFixed:
 		c.left = fr.Length
 	}
 	// The head ends with its empty line; add what the client needs.
 	c.resp = c.resp[:len(c.resp)-2]
-	if chunkedForClient(c.mode) {
+	if exchange.ChunkedForClient(c.mode) {
 		c.resp = append(c.resp, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if c.closeAfter || c.l.stop {
@@ -1121,8 +1100,8 @@ func (c *evClient) startResponse(block []byte) bool {
 		c.resp = append(c.resp, "Connection: close\r\n"...)
 	}
 	c.resp = append(c.resp, '\r', '\n')
-	c.done = c.mode == bodyNone || (c.mode == bodyFixed && c.left == 0)
-	c.collect = bufferWhole(c.mode, c.left)
+	c.done = c.mode == exchange.BodyNone || (c.mode == exchange.BodyFixed && c.left == 0)
+	c.collect = exchange.BufferWhole(c.mode, c.left)
 	c.headPending = true
 	c.quietSince = time.Time{}
 	c.state = stBody
@@ -1135,10 +1114,10 @@ func (c *evClient) startResponse(block []byte) bool {
 func (c *evClient) observe() {
 	l := c.l
 	elapsed := l.now.Sub(c.start)
-	l.p.metrics.observeLoop(c.status, elapsed)
-	if l.p.access != nil {
+	l.o.Metrics.Answered(c.status, elapsed)
+	if l.o.Access != nil {
 		method, path, _ := bytes.Cut(c.logLine, []byte{' '})
-		l.p.logAccessLine(method, path, ClassForward, c.status, elapsed, c.peer.String())
+		l.o.Access(method, path, c.status, elapsed, c.peer.String())
 	}
 }
 
@@ -1154,13 +1133,13 @@ func (c *evClient) relay() bool {
 				c.waitUpstream()
 				return false
 			default:
-				c.fail(upstreamFailure(failReset, errNoResponse))
+				c.fail(exchange.Failure(exchange.FailReset, exchange.ErrNoResponse))
 			}
 			return true
 		}
 		c.headPending = false
 		c.out = append(c.outBuf[:0], c.resp)
-		if c.mode == bodyFixed && u.r < u.w {
+		if c.mode == exchange.BodyFixed && u.r < u.w {
 			n := int(min(int64(u.w-u.r), c.left))
 			c.out = append(c.out, u.in[u.r:u.r+n])
 			u.r += n
@@ -1195,29 +1174,29 @@ func (c *evClient) relay() bool {
 		return false
 	}
 	// The upstream closed.
-	if c.mode == bodyUntilClose && u.r == u.w {
+	if c.mode == exchange.BodyUntilClose && u.r == u.w {
 		c.out = append(c.out[:0], lastChunk)
 		c.done = true
 		c.fr.Close = true
 		return true
 	}
 	// A body cut short: the client must not take it for whole.
-	c.broke(upstreamFailure(failReset, io.ErrUnexpectedEOF))
+	c.broke(exchange.Failure(exchange.FailReset, io.ErrUnexpectedEOF))
 	return false
 }
 
 // waitUpstream arms the wait for more of the response.
 func (c *evClient) waitUpstream() {
-	c.deadline = c.l.now.Add(c.l.f.responseHeaderTimeout)
+	c.deadline = c.l.now.Add(c.l.o.ResponseHeaderTimeout)
 	if c.quietSince.IsZero() {
 		c.quietSince = c.l.now
 	}
 }
 
-// upstreamQuiet reports whether the relay has waited livenessInterval for
+// upstreamQuiet reports whether the relay has waited exchange.LivenessInterval for
 // the upstream, with everything it sent already written to the client.
 func (c *evClient) upstreamQuiet() bool {
-	return !c.quietSince.IsZero() && len(c.out) == 0 && c.l.now.Sub(c.quietSince) >= livenessInterval
+	return !c.quietSince.IsZero() && len(c.out) == 0 && c.l.now.Sub(c.quietSince) >= exchange.LivenessInterval
 }
 
 // abandon ends a response whose client went away: the upstream connection
@@ -1227,7 +1206,7 @@ func (c *evClient) abandon() {
 		c.abort() // nothing of the response went out yet
 		return
 	}
-	c.l.p.log.Debug("client gone while the response streamed")
+	c.l.o.Log.Debug("client gone while the response streamed")
 	c.dropUpstream()
 	c.close()
 }
@@ -1239,29 +1218,29 @@ func (c *evClient) frame() {
 	buf := u.in[u.r:u.w]
 	c.out = c.out[:0]
 	switch c.mode {
-	case bodyFixed:
+	case exchange.BodyFixed:
 		n := int(min(int64(len(buf)), c.left))
 		c.out = append(c.out, buf[:n])
 		u.r += n
 		c.left -= int64(n)
 		c.done = c.left == 0
-	case bodyUntilClose:
-		c.resp = appendChunkSize(c.resp[:0], len(buf))
+	case exchange.BodyUntilClose:
+		c.resp = h1.AppendChunkSize(c.resp[:0], len(buf))
 		c.out = append(c.out, c.resp, buf, crlf)
 		u.r = u.w
-	case bodyChunked:
+	case exchange.BodyChunked:
 		n, err := c.chunk.Frame(buf)
 		u.r += n
 		rest := buf[n:]
 		data := rest[:int(min(int64(len(rest)), c.chunk.DataLeft()))]
 		switch {
 		case err != nil:
-			c.broke(exchangeFailure(err))
+			c.broke(exchange.Classify(err))
 			return
 		case len(data) > 0:
 			c.chunk.Took(len(data))
 			u.r += len(data)
-			c.resp = appendChunkSize(c.resp[:0], len(data))
+			c.resp = h1.AppendChunkSize(c.resp[:0], len(data))
 			c.out = append(c.out, c.resp, data, crlf)
 		case c.chunk.Finished():
 			c.out = append(c.out, lastChunk)
@@ -1275,7 +1254,7 @@ func (c *evClient) frame() {
 func (c *evClient) flush() bool {
 	for len(c.out) > 0 {
 		if !c.writable {
-			if t := c.l.f.writeTimeout; t > 0 {
+			if t := c.l.o.WriteTimeout; t > 0 {
 				c.deadline = c.l.now.Add(t)
 			}
 			return false
@@ -1286,7 +1265,7 @@ func (c *evClient) flush() bool {
 			continue
 		}
 		if err != nil && err != unix.EINTR {
-			c.l.p.log.Debug("client write", zap.Error(err))
+			c.l.o.Log.Debug("client write", zap.Error(err))
 			c.dropUpstream()
 			c.close()
 			return false
@@ -1305,7 +1284,7 @@ func (c *evClient) finish() {
 		c.up = nil
 		u.owner = nil
 		pending := u.r != u.w || u.eof || u.hup || u.readable
-		if reusable(c.fr, c.mode, c.done, pending) && !l.stop && !l.f.pool.wanted() {
+		if exchange.Reusable(c.fr, c.mode, c.done, pending) && !l.stop && !l.o.Pool.Wanted() {
 			u.reused = true
 			u.r, u.w = 0, 0
 			u.idleSince = l.now
@@ -1317,7 +1296,7 @@ func (c *evClient) finish() {
 	c.r += c.reqLen
 	c.reqLen = 0
 	c.state = stIdle
-	c.deadline = l.now.Add(l.p.opts.IdleTimeout)
+	c.deadline = l.now.Add(l.o.IdleTimeout)
 	if c.closeAfter {
 		c.close()
 	}
@@ -1327,9 +1306,9 @@ func (c *evClient) finish() {
 // error bodies (writeError's bytes) and keeps the connection.
 func (c *evClient) answerError(status int, body []byte) {
 	c.status = status
-	c.resp = appendOwnAnswer(c.resp[:0], c.l.dateLine(), status, body, c.closeAfter || c.l.stop)
+	c.resp = exchange.AppendOwnAnswer(c.resp[:0], c.l.dateLine(), status, body, c.closeAfter || c.l.stop)
 	c.out = append(c.outBuf[:0], c.resp)
-	c.mode, c.done = bodyNone, true
+	c.mode, c.done = exchange.BodyNone, true
 	c.headPending, c.collect = false, false
 	c.fr = h1.Framing{Length: -1}
 	c.state = stBody
@@ -1340,20 +1319,20 @@ func (c *evClient) answerError(status int, body []byte) {
 // fail answers for an upstream failure before any of the response went
 // out (the answer, metric and log line of its kind); the upstream
 // connection is closed.
-func (c *evClient) fail(e *upstreamError) {
-	c.l.f.metrics.upstreamFailure(e.kind)
-	c.l.p.log.Debug("upstream failed", zap.Error(e))
+func (c *evClient) fail(e *exchange.Error) {
+	c.l.o.Metrics.UpstreamFailed(e.Kind)
+	c.l.o.Log.Debug("upstream failed", zap.Error(e))
 	c.dropUpstream()
-	status, body := e.kind.answer()
+	status, body := e.Kind.Answer()
 	c.answerError(status, body)
 }
 
 // broke ends a response already under way whose upstream failed: the
 // failure is counted and both connections closed, so the client cannot
 // take the body for whole.
-func (c *evClient) broke(e *upstreamError) {
-	c.l.f.metrics.upstreamFailure(e.kind)
-	c.l.p.log.Debug("upstream body", zap.Error(e))
+func (c *evClient) broke(e *exchange.Error) {
+	c.l.o.Metrics.UpstreamFailed(e.Kind)
+	c.l.o.Log.Debug("upstream body", zap.Error(e))
 	c.dropUpstream()
 	c.close()
 }
@@ -1366,12 +1345,12 @@ func (c *evClient) timeout() {
 		if !c.headerStart.IsZero() && c.reqLen == 0 && h1.HeadEnd(c.in[c.r:c.w]) == 0 {
 			// A head that did not arrive in time: 408 and close,
 			// like the fasthttp path's parseError.
-			l.p.metrics.observeLoop(fasthttp.StatusRequestTimeout, 0)
+			l.o.Metrics.Answered(fasthttp.StatusRequestTimeout, 0)
 			c.closeAfter = true
 			c.resp = append(append(append(c.resp[:0], "HTTP/1.1 408 Request Timeout\r\n"...), l.dateLine()...),
 				"Content-Length: 0\r\nConnection: close\r\n\r\n"...)
 			c.out = append(c.outBuf[:0], c.resp)
-			c.mode, c.done, c.state = bodyNone, true, stBody
+			c.mode, c.done, c.state = exchange.BodyNone, true, stBody
 			c.deadline = l.now.Add(time.Second)
 			c.advance()
 			return
@@ -1383,22 +1362,22 @@ func (c *evClient) timeout() {
 			// reading: the response is under way, so cut it. Only
 			// the first is the upstream's failure.
 			if len(c.out) == 0 {
-				c.broke(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
+				c.broke(exchange.Failure(exchange.FailTimeout, os.ErrDeadlineExceeded))
 				return
 			}
 			c.dropUpstream()
 			c.close()
 			return
 		}
-		c.fail(upstreamFailure(failTimeout, os.ErrDeadlineExceeded))
+		c.fail(exchange.Failure(exchange.FailTimeout, os.ErrDeadlineExceeded))
 		c.advance()
 	}
 }
 
 // abort ends an exchange whose client went away before the response.
 func (c *evClient) abort() {
-	c.l.p.log.Debug("client gone while waiting for upstream")
-	c.l.p.metrics.observeLoop(fasthttp.StatusBadRequest, c.l.now.Sub(c.start))
+	c.l.o.Log.Debug("client gone while waiting for upstream")
+	c.l.o.Metrics.Answered(fasthttp.StatusBadRequest, c.l.now.Sub(c.start))
 	c.dropUpstream()
 	c.close()
 }
@@ -1446,7 +1425,7 @@ func (c *evClient) detach() {
 // and not consumed in front.
 func (c *evClient) handoff(reason string) {
 	l := c.l
-	l.p.metrics.handoffs.WithLabelValues(reason).Inc()
+	l.o.Metrics.HandedOff(reason)
 	fd := c.fd
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	l.table[fd] = nil
@@ -1458,7 +1437,7 @@ func (c *evClient) handoff(reason string) {
 	c.detach()
 	nc, err := l.e.reserve.fileConn(fd)
 	if err != nil {
-		l.p.log.Debug("handoff", zap.Error(err))
+		l.o.Log.Debug("handoff", zap.Error(err))
 		return
 	}
 	tc, ok := nc.(*net.TCPConn)
@@ -1467,10 +1446,10 @@ func (c *evClient) handoff(reason string) {
 		return
 	}
 	if prefix == nil {
-		l.e.handoff.push(tc)
+		l.o.Handoff(tc)
 		return
 	}
-	l.e.handoff.push(&prefixConn{TCPConn: tc, prefix: prefix})
+	l.o.Handoff(&PrefixConn{TCPConn: tc, prefix: prefix})
 }
 
 // evUpstream is an upstream connection owned by a loop.
@@ -1578,13 +1557,13 @@ func (u *evUpstream) send() bool {
 			continue
 		}
 		if err != nil && err != unix.EINTR {
-			if (attemptState{reused: u.reused, sentNone: u.sent == 0, wholeInHand: true}).retrySafe() {
+			if (exchange.Attempt{Reused: u.reused, SentNone: u.sent == 0, WholeInHand: true}).RetrySafe() {
 				// Closed while idle: the fasthttp path retries.
 				c.dropUpstream()
 				c.handoff("retry")
 				return false
 			}
-			c.fail(upstreamFailure(failReset, err))
+			c.fail(exchange.Failure(exchange.FailReset, err))
 			return true
 		}
 		u.sent += n
@@ -1592,7 +1571,7 @@ func (u *evUpstream) send() bool {
 	}
 	u.out = nil
 	c.state = stWait
-	c.deadline = u.l.now.Add(u.l.f.responseHeaderTimeout)
+	c.deadline = u.l.now.Add(u.l.o.ResponseHeaderTimeout)
 	return true
 }
 
@@ -1614,7 +1593,7 @@ func (u *evUpstream) close() {
 	}
 	u.l.closeFD(u.fd)
 	u.fd = -1
-	u.l.f.pool.release()
+	u.l.o.Pool.Release()
 }
 
 // The loop's sockets are non-blocking, so their reads and writes never

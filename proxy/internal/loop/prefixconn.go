@@ -1,0 +1,27 @@
+package loop
+
+import "net"
+
+// PrefixConn is a handed-over connection whose first bytes were already
+// read by the event loop: Read returns them before reading the socket.
+//
+// The embedded TCPConn's SyscallConn exposes the socket, for the proxy's
+// liveness peek and its tunnels' read waiter. Both run after fasthttp has
+// read the request that carried the prefix, and a tunnel drains what is
+// still buffered before it waits on the socket.
+type PrefixConn struct {
+	*net.TCPConn
+	prefix []byte
+}
+
+func (c *PrefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		if len(c.prefix) == 0 {
+			c.prefix = nil
+		}
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}
