@@ -78,7 +78,7 @@ func (s *Set) Start(name string, env []string, bin string, args ...string) (*Pro
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append([]string(nil), base...), env...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
