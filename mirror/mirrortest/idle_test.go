@@ -71,11 +71,7 @@ func TestEveryRemovalPathOfAnIdleTokenAnswers401AtFirstUse(t *testing.T) {
 			}
 		})
 	}
-	if len(all) > 0 {
-		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-		t.Logf("idle tokens, write → 401 (the first request) over %d tokens: median %v, p95 %v, max %v", len(all),
-			all[len(all)/2].Round(time.Millisecond), all[len(all)*95/100].Round(time.Millisecond), all[len(all)-1].Round(time.Millisecond))
-	}
+	logLatencies(t, "idle tokens, write → 401 (the first request)", all)
 }
 
 // TestIdleValidTokenServedAtFirstUse: a cold (marked) token MongoDB still
