@@ -52,12 +52,16 @@ func (p *Proxy) loopOptions(handoff *handoffListener) loop.Options {
 type routeCall struct {
 	p    *Proxy
 	r    *Route
-	req  fasthttp.Request
 	ctx  fasthttp.RequestCtx
 	addr net.TCPAddr
+	ip   [16]byte
 	bw   *bufio.Writer
 	out  appendWriter
 }
+
+// noRequest is the empty request RequestCtx.Init copies before the loop's
+// head is copied in.
+var noRequest fasthttp.Request
 
 var routeCallPool = sync.Pool{New: func() any {
 	rc := &routeCall{}
@@ -70,8 +74,15 @@ var routeCallPool = sync.Pool{New: func() any {
 func (p *Proxy) loopRoute(h *fasthttp.RequestHeader, peer netip.Addr) loop.RouteFunc {
 	rc := routeCallPool.Get().(*routeCall)
 	rc.p, rc.r = p, p.route(h.Method(), h.RequestURI())
-	h.CopyTo(&rc.req.Header)
-	rc.addr = net.TCPAddr{IP: peer.AsSlice()}
+	if peer.Is4() {
+		a := peer.As4()
+		rc.addr.IP = append(rc.ip[:0], a[:]...)
+	} else {
+		a := peer.As16()
+		rc.addr.IP = append(rc.ip[:0], a[:]...)
+	}
+	rc.ctx.Init(&noRequest, &rc.addr, zapPrintf{p.log})
+	h.CopyTo(&rc.ctx.Request.Header)
 	return rc.run
 }
 
@@ -85,14 +96,11 @@ func (rc *routeCall) run(dst []byte, closeConn bool) loop.RouteAnswer {
 	defer func() {
 		ctx.Request.Reset()
 		ctx.Response.Reset()
-		rc.req.Reset()
 		rc.out.b = nil
 		rc.p, rc.r = nil, nil
 		routeCallPool.Put(rc)
 	}()
 	start := time.Now()
-	ctx.Init(&rc.req, &rc.addr, zapPrintf{p.log})
-	ctx.Response.Reset()
 	if !r.Serve(ctx) {
 		return loop.RouteAnswer{Resp: dst, Forward: true}
 	}
