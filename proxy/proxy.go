@@ -289,6 +289,13 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		// by appendRequestHead (clientaddr.go), after hop-by-hop removal.
 		p.fwd.serve(p, ctx, start)
 	}
+	p.observe(ctx, class, start)
+}
+
+// observe counts ctx's answered request of class, begun at start, and
+// writes its access line; the event loop's route answers (loopopts.go) are
+// recorded here too.
+func (p *Proxy) observe(ctx *fasthttp.RequestCtx, class string, start time.Time) {
 	status := ctx.Response.StatusCode()
 	elapsed := time.Since(start)
 	p.metrics.observe(class, status, elapsed)

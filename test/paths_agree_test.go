@@ -146,6 +146,16 @@ func agreeSeeds() [][]byte {
 		"GET /nobodystray/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
 		"GET /chunkedstray/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /chunked/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
 		"HEAD /stray/h HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/after-head HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		// The intercepted route answered on the loop, with requests
+		// pipelined behind it; a route request asking to close; one
+		// with a body or Expect (handed over on the loop gate).
+		"GET /api/v1/sessions/info?sessionId=" + fuzzLogin.SessionID + " HTTP/1.1\r\nHost: chat.example\r\nX-User-Id: " + fuzzLogin.UserID + "\r\nX-Auth-Token: " + fuzzLogin.Token + "\r\n\r\nGET /chunked/2 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /api/v1/sessions/info HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/4 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"GET /api/v1/sessions/info?sessionId=" + fuzzLogin.SessionID + " HTTP/1.1\r\nHost: chat.example\r\nConnection: close\r\nX-User-Id: " + fuzzLogin.UserID + "\r\nX-Auth-Token: " + fuzzLogin.Token + "\r\n\r\nGET /cl/after-close HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"GET /api/v1/sessions/info?sessionId=" + fuzzLogin.SessionID + " HTTP/1.1\r\nHost: chat.example\r\nContent-Length: 3\r\nX-User-Id: " + fuzzLogin.UserID + "\r\nX-Auth-Token: " + fuzzLogin.Token + "\r\n\r\nabcGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		"GET /api/v1/sessions/info HTTP/1.1\r\nHost: chat.example\r\nExpect: 100-continue\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
+		// A route request the route declines (a byte Node refuses):
+		// forwarded, by the loop on the loop gate.
+		"GET /api/v1/sessions/info?sessionId=\xff HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",
 		// A slow upstream: answers after proxy.read_header_timeout has
 		// passed (within upstream.response_header_timeout).
 		"GET /slow/1 HTTP/1.1\r\nHost: chat.example\r\n\r\nGET /cl/2 HTTP/1.1\r\nHost: chat.example\r\n\r\n",

@@ -622,11 +622,12 @@ func (l *evLoop) takeIdle() *evUpstream {
 type clientState uint8
 
 const (
-	stIdle clientState = iota // reading a request
-	stDial                    // waiting for a new upstream connection
-	stSend                    // writing the request upstream
-	stWait                    // waiting for the response head
-	stBody                    // relaying the response body
+	stIdle  clientState = iota // reading a request
+	stDial                     // waiting for a new upstream connection
+	stSend                     // writing the request upstream
+	stWait                     // waiting for the response head
+	stBody                     // relaying the response body
+	stRoute                    // a route's answer being made off the loop
 )
 
 type evClient struct {
@@ -855,6 +856,7 @@ func (c *evClient) readRequest() bool {
 	}
 	h := &l.hdr
 	consumed := len(buf) - l.src.Len() - l.br.Buffered()
+	routed := l.o.Routed(h.Method(), h.RequestURI())
 	switch {
 	case !h.IsHTTP11():
 		c.handoff("http10")
@@ -865,7 +867,7 @@ func (c *evClient) readRequest() bool {
 	case h1.IsWebSocketUpgrade(h):
 		c.handoff("websocket")
 		return false
-	case l.o.Routed(h.Method(), h.RequestURI()):
+	case routed && l.o.Route == nil:
 		c.handoff("route")
 		return false
 	case l.uri.Parse(h.Host(), h.RequestURI()) != nil:
@@ -876,6 +878,13 @@ func (c *evClient) readRequest() bool {
 	}
 	head, rh, err := h1.AppendRequestHead(c.head[:0], h, l.o.HeadOptions(c.peer))
 	c.head = head
+	if routed && (err != nil || rh.HasBody() || rh.ExpectContinue) {
+		// The fasthttp path reads a route's body (or answers its
+		// Expect) before the route runs; the loop serves bodiless
+		// ones only.
+		c.handoff("route")
+		return false
+	}
 	if err != nil {
 		c.handoff("unparsed") // refused there with 400
 		return false
@@ -918,6 +927,17 @@ func (c *evClient) readRequest() bool {
 		}
 		c.logLine = append(c.logLine, uri...)
 	}
+	if routed {
+		c.serveRoute(h)
+		return false
+	}
+	return c.forward()
+}
+
+// forward takes an upstream connection for the whole request parsed; false
+// when it waits for a dial or handed the connection over.
+func (c *evClient) forward() bool {
+	l := c.l
 	if u := l.takeIdle(); u != nil {
 		c.startSend(u)
 		return true
@@ -930,6 +950,45 @@ func (c *evClient) readRequest() bool {
 	c.deadline = time.Time{}
 	l.dial(c)
 	return false
+}
+
+// serveRoute runs the route for the request parsed (h) off the loop. The
+// connection is not read meanwhile: requests pipelined behind wait in the
+// socket and in c.in, and are served after the route's answer.
+func (c *evClient) serveRoute(h *fasthttp.RequestHeader) {
+	l := c.l
+	run := l.o.Route(h, c.peer)
+	c.state = stRoute
+	c.deadline = time.Time{} // the route bounds its own waits
+	dst, closeConn := c.resp[:0], c.closeAfter || l.stop
+	c.resp = nil
+	go func() {
+		a := run(dst, closeConn)
+		// When the loop has ended, the connection closed with it.
+		l.post(func() { c.routed(a) })
+	}()
+}
+
+// routed writes a route's answer, or forwards the request the route
+// declined.
+func (c *evClient) routed(a RouteAnswer) {
+	if c.fd < 0 || c.state != stRoute {
+		return // closed meanwhile
+	}
+	c.resp = a.Resp
+	if a.Forward {
+		if c.forward() {
+			c.advance()
+		}
+		return
+	}
+	c.closeAfter = c.closeAfter || a.Close
+	c.out = append(c.outBuf[:0], c.resp)
+	c.mode, c.done = exchange.BodyNone, true
+	c.headPending, c.collect = false, false
+	c.fr = h1.Framing{Length: -1}
+	c.state = stBody
+	c.advance()
 }
 
 // awaitBody reads more of a request body (c.need bytes in all, with the

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
@@ -47,8 +48,15 @@ type Options struct {
 	// for MaxConns.
 	OtherConns func() int64
 	// Routed reports whether a raw method and request-target belong to an
-	// intercepted route, which is handed over.
+	// intercepted route.
 	Routed func(method, target []byte) bool
+	// Route answers a bodiless request of an intercepted route while its
+	// connection stays on the loop; nil hands such connections over. It
+	// is called on the loop with the request's head h, which is the
+	// loop's and valid only during the call, and the client's address;
+	// the function it returns runs on a goroutine of its own (the route
+	// may wait for Redis or a verifier) and must not touch h.
+	Route func(h *fasthttp.RequestHeader, peer netip.Addr) RouteFunc
 	// HeadOptions is what the upstream head built for a request from peer
 	// must know of the connection (h1.AppendRequestHead).
 	HeadOptions func(peer netip.Addr) h1.RequestOptions
@@ -68,6 +76,23 @@ type Options struct {
 	AcceptError func(reason string, err error, retryIn time.Duration)
 	// Log receives the loop's own messages.
 	Log *zap.Logger
+}
+
+// RouteFunc answers a route's request: it appends the whole response to dst
+// (with "Connection: close" when closeConn is set, or when it chooses to
+// close) and says whether the connection must close after it. Forward
+// reports that the route declined the request, which the loop then forwards
+// like any other.
+type RouteFunc func(dst []byte, closeConn bool) RouteAnswer
+
+// RouteAnswer is what a RouteFunc produced.
+type RouteAnswer struct {
+	// Resp is the response's bytes, dst extended.
+	Resp []byte
+	// Close asks the loop to close the connection once Resp is written.
+	Close bool
+	// Forward: Resp is empty and the request goes upstream.
+	Forward bool
 }
 
 // Pool is the proxy's count of open upstream connections, which the loops'
