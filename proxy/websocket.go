@@ -65,7 +65,7 @@ var (
 	// errTunnelsClosed refuses a tunnel that would start once closeAll began.
 	errTunnelsClosed = errors.New("proxy: websocket tunnels closed")
 	// errBadResponseHead is an upstream answer that is not HTTP/1.x.
-	errBadResponseHead = errors.New("proxy: malformed upstream response head")
+	errBadResponseHead = fmt.Errorf("%w head", h1.ErrBadResponse)
 	// aLongTimeAgo is a deadline already passed: reads return at once.
 	aLongTimeAgo = time.Unix(1, 0)
 )
@@ -156,7 +156,7 @@ func (t *tunnels) serve(ctx *fasthttp.RequestCtx, appendHead func(dst []byte, ct
 
 	up, err := t.dial()
 	if err != nil {
-		t.fail(ctx, exchange.Failure(exchange.FailConnect, err))
+		t.fail(ctx, exchange.ClassifyConnect(err))
 		return
 	}
 	if t.headerWait > 0 {
@@ -263,14 +263,12 @@ func checkSwitchHead(head []byte) error {
 	return nil
 }
 
-// upstreamFailed answers the client after a failed handshake: 504 when the
-// upstream did not answer in time, else 502.
+// upstreamFailed answers the client after a failed handshake by the
+// rulebook's classes, as forwarding does: 504 when the upstream did not
+// answer in time, else 502 (protocol for a malformed head, reset for a
+// close).
 func (t *tunnels) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
-	kind := exchange.FailReset
-	if exchange.IsTimeout(err) {
-		kind = exchange.FailTimeout
-	}
-	t.fail(ctx, exchange.Failure(kind, err))
+	t.fail(ctx, exchange.Classify(err))
 }
 
 // fail answers a handshake whose upstream failed, as the forwarder does

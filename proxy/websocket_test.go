@@ -484,19 +484,20 @@ func TestTunnelRefusedAndFailures(t *testing.T) {
 		wantStatus int
 		wantBody   string
 		wantHeader map[string]string // "" means absent
+		wantKind   string            // the upstream_errors_total kind counted, "" none
 	}{
 		{"400 relayed", refuse("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nX-Why: origin\r\nConnection: close\r\nContent-Length: 29\r\n\r\nNot a valid websocket request"),
-			400, "Not a valid websocket request", map[string]string{"X-Why": "origin", "Content-Type": "text/plain"}},
+			400, "Not a valid websocket request", map[string]string{"X-Why": "origin", "Content-Type": "text/plain"}, ""},
 		{"chunked 403 relayed", refuse("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno!\r\n0\r\n\r\n"),
-			403, "no!", nil},
+			403, "no!", nil, ""},
 		{"426 keeps Upgrade", refuse("HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n"),
-			426, "", map[string]string{"Upgrade": "websocket"}},
+			426, "", map[string]string{"Upgrade": "websocket"}, ""},
 		{"interim response skipped", refuse("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Length: 1\r\n\r\nx"),
-			400, "x", nil},
-		{"closed before answering", refuse(""), 502, string(exchange.BodyBadGateway), nil},
-		{"garbage answer", refuse("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 502, string(exchange.BodyBadGateway), nil},
-		{"unreachable", "http://" + closedAddr(t), 502, string(exchange.BodyBadGateway), nil},
-		{"too slow", silent, 504, string(exchange.BodyGatewayTimeout), nil},
+			400, "x", nil, ""},
+		{"closed before answering", refuse(""), 502, string(exchange.BodyBadGateway), nil, "reset"},
+		{"garbage answer", refuse("SSH-2.0-OpenSSH_9.2\r\n\r\n"), 502, string(exchange.BodyBadGateway), nil, "protocol"},
+		{"unreachable", "http://" + closedAddr(t), 502, string(exchange.BodyBadGateway), nil, "connect"},
+		{"too slow", silent, 504, string(exchange.BodyGatewayTimeout), nil, "timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -520,6 +521,15 @@ func TestTunnelRefusedAndFailures(t *testing.T) {
 			}
 			if f.tunnels.count() != 0 {
 				t.Errorf("tunnel count = %d, want 0", f.tunnels.count())
+			}
+			for _, kind := range []string{"connect", "timeout", "reset", "protocol"} {
+				want := 0.0
+				if kind == tt.wantKind {
+					want = 1
+				}
+				if got := counterValue(t, f.tunnels.metrics.upstreamErrors.WithLabelValues(kind)); got != want {
+					t.Errorf("upstream_errors_total{kind=%q} = %v, want %v", kind, got, want)
+				}
 			}
 		})
 	}
