@@ -35,12 +35,7 @@ func TestEveryRemovalPathOfAnIdleTokenAnswers401AtFirstUse(t *testing.T) {
 	for _, p := range removalPaths {
 		t.Run(p.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.insert(t, "users", revocationUser(seededAt))
-			e.insert(t, "rocketchat_sessions", sessionDoc(revocationSessionID, "u1", "s1", hashToken(tokCurrent), seededAt))
-			cfg := e.config("rc:")
-			cfg.Mirror.ActiveWindow = idleWindow
-			runMirror(t, cfg, nil)
-			e.waitHeartbeat(t, "rc:", time.Time{})
+			e.seedAndMirror(t, idleWindow)
 			r := e.route(t, "rc:")
 			for _, tok := range []string{tokCurrent, tokOther, tokPAT} {
 				if got := r.status(t, "u1", tok, "s1"); got != fasthttp.StatusOK {
@@ -79,12 +74,7 @@ func TestEveryRemovalPathOfAnIdleTokenAnswers401AtFirstUse(t *testing.T) {
 // mirror, and then stays 200 without asking again while it is in use.
 func TestIdleValidTokenServedAtFirstUse(t *testing.T) {
 	e := newEnv(t)
-	e.insert(t, "users", revocationUser(seededAt))
-	e.insert(t, "rocketchat_sessions", sessionDoc(revocationSessionID, "u1", "s1", hashToken(tokCurrent), seededAt))
-	cfg := e.config("rc:")
-	cfg.Mirror.ActiveWindow = idleWindow
-	runMirror(t, cfg, nil)
-	e.waitHeartbeat(t, "rc:", time.Time{})
+	e.seedAndMirror(t, idleWindow)
 	key := "rc:{u1}:token:" + hashToken(tokCurrent)
 	if !redisstore.Marked(e.get(t, key)) {
 		t.Fatalf("token key after the initial sync in poll mode: %q, want it marked", e.get(t, key))

@@ -311,12 +311,9 @@ func TestEveryRemovalPathAnswers401Within2s(t *testing.T) {
 	for _, p := range removalPaths {
 		t.Run(p.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.insert(t, "users", revocationUser(seededAt))
-			e.insert(t, "rocketchat_sessions", sessionDoc(revocationSessionID, "u1", "s1", hashToken(tokCurrent), seededAt))
 			// Default settings; reconciliation (an hour here, 10 minutes by
 			// default) never runs within the bound.
-			runMirror(t, e.config("rc:"), nil)
-			e.waitHeartbeat(t, "rc:", time.Time{})
+			e.seedAndMirror(t, 0)
 			r := e.route(t, "rc:")
 			for _, tok := range []string{tokCurrent, tokOther, tokPAT} {
 				if got := r.status(t, "u1", tok, "s1"); got != fasthttp.StatusOK {
@@ -360,10 +357,7 @@ func TestEveryRemovalPathAnswers401Within2s(t *testing.T) {
 // answers 200 for it.
 func TestNewLoginAnswers200Within2s(t *testing.T) {
 	e := newEnv(t)
-	e.insert(t, "users", revocationUser(seededAt))
-	e.insert(t, "rocketchat_sessions", sessionDoc(revocationSessionID, "u1", "s1", hashToken(tokCurrent), seededAt))
-	runMirror(t, e.config("rc:"), nil)
-	e.waitHeartbeat(t, "rc:", time.Time{})
+	e.seedAndMirror(t, 0)
 	r := e.route(t, "rc:")
 
 	const fresh = "fresh-login-token"
@@ -382,10 +376,7 @@ func TestNewLoginAnswers200Within2s(t *testing.T) {
 // carry it.
 func TestSessionChangeShowsWithin2s(t *testing.T) {
 	e := newEnv(t)
-	e.insert(t, "users", revocationUser(seededAt))
-	e.insert(t, "rocketchat_sessions", sessionDoc(revocationSessionID, "u1", "s1", hashToken(tokCurrent), seededAt))
-	runMirror(t, e.config("rc:"), nil)
-	e.waitHeartbeat(t, "rc:", time.Time{})
+	e.seedAndMirror(t, 0)
 	now := time.Now()
 	e.update(t, "rocketchat_sessions", revocationSessionID, bson.D{{Key: "$set", Value: bson.D{
 		{Key: "logoutAt", Value: bson.NewDateTimeFromTime(now)}, {Key: "logoutBy", Value: "u1"}, bump(now),
@@ -438,4 +429,18 @@ func logLatencies(t *testing.T, what string, all []time.Duration) {
 	slices.Sort(all)
 	t.Logf("%s over %d tokens: median %v, p95 %v, max %v", what, len(all),
 		all[len(all)/2].Round(time.Millisecond), all[len(all)*95/100].Round(time.Millisecond), all[len(all)-1].Round(time.Millisecond))
+}
+
+// seedAndMirror inserts the revocation user and their session, runs the
+// mirror on prefix "rc:" (with mirror.active_window set to window when it
+// is positive, else the default) and waits for its first heartbeat.
+func (e *env) seedAndMirror(t *testing.T, window time.Duration) {
+	e.insert(t, "users", revocationUser(seededAt))
+	e.insert(t, "rocketchat_sessions", sessionDoc(revocationSessionID, "u1", "s1", hashToken(tokCurrent), seededAt))
+	cfg := e.config("rc:")
+	if window > 0 {
+		cfg.Mirror.ActiveWindow = window
+	}
+	runMirror(t, cfg, nil)
+	e.waitHeartbeat(t, "rc:", time.Time{})
 }
