@@ -176,15 +176,15 @@ func (c *deadlineContext) Value(any) any               { return nil }
 // New builds a Handler from opts.
 func New(opts Options) (*Handler, error) {
 	h := &Handler{
-		store:    opts.Store,
-		timeout:  opts.Timeout,
-		fresh:    opts.Fresh,
-		log:      opts.Log,
-		failures: loglimit.New(failureLogEvery),
+		store:      opts.Store,
+		timeout:    opts.Timeout,
+		fresh:      opts.Fresh,
+		log:        opts.Log,
+		activity:   opts.Activity,
+		verifier:   opts.Verifier,
+		verifyWait: opts.VerifyTimeout,
+		failures:   loglimit.New(failureLogEvery),
 	}
-	h.activity = opts.Activity
-	h.verifier = opts.Verifier
-	h.verifyWait = opts.VerifyTimeout
 	if h.verifyWait <= 0 {
 		h.verifyWait = DefaultVerifyTimeout
 	}
