@@ -181,6 +181,10 @@ func New(opts Options) (*Proxy, error) {
 			Help:        "Client connections open now, by the path serving them: the event loop, or the fasthttp server (connections handed over by the loop, or all of them without it).",
 			ConstLabels: prometheus.Labels{"path": "fasthttp"},
 		}, func() float64 { return float64(p.server.GetOpenConnectionsCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sessiongate", Name: "event_loop_tunnels",
+			Help: "WebSocket tunnels the event loops carry now; the others (TLS upstream, event loop off) have a goroutine per direction.",
+		}, func() float64 { return float64(p.loopTunnels()) }),
 	} {
 		if err := reg.Register(g); err != nil {
 			return nil, err
@@ -198,6 +202,14 @@ func (p *Proxy) loopConns() int64 {
 		return 0
 	}
 	return e.OpenConns()
+}
+
+// loopTunnels is how many WebSocket tunnels the event loops carry.
+func (p *Proxy) loopTunnels() int64 {
+	if e := p.tunnels.engine.Load(); e != nil {
+		return e.Tunnels()
+	}
+	return 0
 }
 
 // Handler returns the request handler, for in-process tests and benchmarks.
@@ -232,6 +244,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 	if e != nil {
 		p.fwd.pool.setShed(e.Shed)
+		p.tunnels.engine.Store(e)
 	}
 	p.engine = e
 	p.mu.Unlock()
@@ -241,15 +254,19 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return p.server.Serve(newFramingListener(handoff, p.opts.MaxHeaderBytes))
 }
 
-// Shutdown stops accepting, lets in-flight requests finish, then closes the
-// WebSocket tunnels gradually, all within ctx's deadline. Requests still
-// running at the deadline are cut.
+// Shutdown stops accepting and lets in-flight requests finish while it
+// closes the WebSocket tunnels gradually, all within ctx's deadline.
+// Requests still running at the deadline are cut.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.metrics.upstreamLog.flushNow()
 	p.mu.Lock()
 	p.stopping = true
 	e := p.engine
 	p.mu.Unlock()
+	// The tunnels close gradually while the requests drain (the loops
+	// end only once the tunnels they carry have).
+	tunnelsDone := make(chan error, 1)
+	go func() { tunnelsDone <- p.tunnels.closeAll(ctx) }()
 	var err error
 	if e != nil {
 		// The loops and the connections they handed over drain
@@ -263,7 +280,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	} else {
 		err = p.server.ShutdownWithContext(ctx)
 	}
-	if terr := p.tunnels.closeAll(ctx); err == nil {
+	if terr := <-tunnelsDone; err == nil {
 		err = terr
 	}
 	p.fwd.close()

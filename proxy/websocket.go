@@ -19,6 +19,7 @@ import (
 
 	"github.com/sessiongate/sessiongate/proxy/internal/exchange"
 	"github.com/sessiongate/sessiongate/proxy/internal/h1"
+	"github.com/sessiongate/sessiongate/proxy/internal/loop"
 )
 
 // WebSocket tunnels (docs/forwarding.md). A request carrying `Upgrade: websocket` on any
@@ -83,13 +84,19 @@ type tunnels struct {
 	// living as long as the tunnel.
 	keepHijacked bool
 
+	// engine, when set, runs the event loops: a tunnel whose two ends
+	// are plain TCP sockets is joined there instead of getting two
+	// goroutines (loop.Engine.Join).
+	engine atomic.Pointer[loop.Engine]
+
 	mu      sync.Mutex
 	open    map[*tunnel]struct{}
 	closing bool          // closeAll began: no new tunnel starts
 	drained chan struct{} // closed when closing and open is empty
 }
 
-// tunnel is one joined pair of connections.
+// tunnel is one joined pair of connections, copied either by the event
+// loop (onLoop) or by a goroutine per direction.
 type tunnel struct {
 	set      *tunnels
 	client   net.Conn // the raw client connection, not fasthttp's wrapper
@@ -97,7 +104,10 @@ type tunnel struct {
 	started  time.Time
 	up, down atomic.Int64 // bytes client→upstream, upstream→client
 	pumps    atomic.Int32 // directions still copying
-	once     sync.Once
+
+	mu     sync.Mutex
+	closed bool         // close was called
+	onLoop *loop.Tunnel // set once the loop took the tunnel
 }
 
 // newTunnels joins WebSocket clients to the upstream through dialer;
@@ -330,6 +340,9 @@ func (t *tunnels) join(c, up net.Conn, first []byte) {
 			return
 		}
 	}
+	if t.keepHijacked && tn.joinLoop() {
+		return
+	}
 	tn.pumps.Store(2)
 	go tn.pump(client, up, &tn.down)
 	if t.keepHijacked {
@@ -392,12 +405,65 @@ func (tn *tunnel) pump(dst, src net.Conn, count *atomic.Int64) {
 	}
 }
 
-// close closes both connections, which ends both pumps.
+// joinLoop hands the tunnel to the event loop, when there is one and both
+// ends are plain TCP sockets with nothing buffered in front of them; false
+// leaves it to the pumps.
+func (tn *tunnel) joinLoop() bool {
+	e := tn.set.engine.Load()
+	if e == nil {
+		return false
+	}
+	up, ok := tn.upstream.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	var client *net.TCPConn
+	switch c := tn.client.(type) {
+	case *net.TCPConn:
+		client = c
+	case *framingConn:
+		if pc, ok := c.r.(*loop.PrefixConn); ok && pc.Buffered() > 0 {
+			return false
+		}
+		client = c.TCPConn
+	default:
+		return false
+	}
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if tn.closed {
+		return false // the pumps end at once on the closed connections
+	}
+	lt, err := e.Join(client, up, tn.loopDone)
+	if err != nil {
+		tn.set.log.Debug("tunnel stays off the event loop", zap.Error(err))
+		return false
+	}
+	tn.onLoop = lt
+	return true
+}
+
+// loopDone retires a tunnel the loop carried, with the bytes it carried.
+func (tn *tunnel) loopDone(up, down int64) {
+	tn.up.Add(up)
+	tn.down.Add(down)
+	tn.retire()
+}
+
+// close closes both connections, which ends the tunnel.
 func (tn *tunnel) close() {
-	tn.once.Do(func() {
-		tn.client.Close()
-		tn.upstream.Close()
-	})
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if tn.closed {
+		return
+	}
+	tn.closed = true
+	if tn.onLoop != nil {
+		tn.onLoop.Close()
+		return
+	}
+	tn.client.Close()
+	tn.upstream.Close()
 }
 
 // pumpDone retires the tunnel when its last pump ends.
@@ -405,6 +471,10 @@ func (tn *tunnel) pumpDone() {
 	if tn.pumps.Add(-1) != 0 {
 		return
 	}
+	tn.retire()
+}
+
+func (tn *tunnel) retire() {
 	tn.set.remove(tn)
 	tn.set.log.Debug("tunnel closed",
 		zap.Duration("duration", time.Since(tn.started)),

@@ -110,7 +110,8 @@ func (e *Engine) Shed() {
 }
 
 // Shutdown stops accepting, closes idle connections, lets requests in
-// flight finish and closes their connections after them, until ctx ends;
+// flight finish and closes their connections after them, and waits for the
+// joined tunnels to end (the caller closes them, see Join), until ctx ends;
 // then it closes what is left.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	defer e.reserve.close()
@@ -181,6 +182,14 @@ type evLoop struct {
 
 	// load counts the client connections this loop serves or is about to.
 	load atomic.Int64
+
+	// WebSocket tunnels (tunnel_linux.go): the open ones, those to pump
+	// again next turn, and the read buffer they share.
+	tunnels     []*evTunnel
+	tunnelCount atomic.Int64 // len(tunnels), plus joins posted and not started
+	again       []*evTunnel
+	spare       []*evTunnel
+	tbuf        []byte
 }
 
 func newLoop(e *Engine, lnfd int) (*evLoop, error) {
@@ -281,7 +290,13 @@ func (l *evLoop) run() {
 			l.lastYield = l.now
 			runtime.Gosched()
 		}
-		n, err := l.wait(timeout)
+		var n int
+		var err error
+		if len(l.again) > 0 {
+			n, err = epollPoll(l.epfd, l.events) // tunnels have bytes waiting
+		} else {
+			n, err = l.wait(timeout)
+		}
 		if err != nil && err != unix.EINTR {
 			l.o.Log.Error("event loop stopped", zap.Error(err))
 			l.drain()
@@ -301,11 +316,16 @@ func (l *evLoop) run() {
 				l.table[fd].event(ev.Events)
 			}
 		}
+		if len(l.again) > 0 {
+			l.runAgain()
+		}
 		if l.now.Sub(l.lastScan) >= evTick {
 			l.lastScan = l.now
 			l.scan()
 		}
-		if l.stop && len(l.clients) == 0 {
+		// A stopping loop ends when its last client and its last tunnel
+		// are gone: the proxy closes the tunnels gradually meanwhile.
+		if l.stop && len(l.clients) == 0 && l.tunnelCount.Load() == 0 {
 			l.force()
 		}
 	}
@@ -571,6 +591,9 @@ func (l *evLoop) force() {
 		u.close()
 	}
 	l.idle = nil
+	for len(l.tunnels) > 0 {
+		l.tunnels[len(l.tunnels)-1].close()
+	}
 	l.dead = true
 }
 

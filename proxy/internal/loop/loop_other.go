@@ -4,6 +4,7 @@ package loop
 
 import (
 	"context"
+	"errors"
 	"net"
 )
 
@@ -22,3 +23,20 @@ func (*Engine) Shutdown(context.Context) error { return nil }
 
 // OpenConns is 0.
 func (*Engine) OpenConns() int64 { return 0 }
+
+// Tunnel is a tunnel joined on a loop; there are none off Linux.
+type Tunnel struct{}
+
+// Close does nothing.
+func (*Tunnel) Close() {}
+
+// ErrNotJoinable is what Join returns off Linux.
+var ErrNotJoinable = errors.New("loop: tunnel cannot be joined")
+
+// Join fails: the caller copies the tunnel itself.
+func (*Engine) Join(client, upstream *net.TCPConn, done func(up, down int64)) (*Tunnel, error) {
+	return nil, ErrNotJoinable
+}
+
+// Tunnels is 0.
+func (*Engine) Tunnels() int64 { return 0 }

@@ -25,3 +25,6 @@ func (c *PrefixConn) Read(p []byte) (int, error) {
 	}
 	return c.TCPConn.Read(p)
 }
+
+// Buffered is how many of the prefix bytes are still to be read.
+func (c *PrefixConn) Buffered() int { return len(c.prefix) }
