@@ -121,7 +121,7 @@ func (h *harness) runRounds(ctx context.Context) error {
 				progress("round %d/%d: %s → %s", r+1, h.o.rounds, c.key, t)
 				var prof <-chan string
 				if h.o.profile && t == tGate && r == h.o.rounds-1 {
-					prof = h.profileGate(ctx, g, c.key)
+					prof = h.profileGate(ctx, g.admin, c.key, max(1, int(h.o.duration/time.Second)-1))
 				}
 				var s sample
 				var err error
@@ -149,16 +149,16 @@ func (h *harness) runRounds(ctx context.Context) error {
 	return nil
 }
 
-// profileGate fetches a CPU profile of sessiongate lasting most of one run
-// from its admin listener's /debug/pprof into pprof/<case>.cpu.pprof; the
-// channel yields a note for the report ("" when nothing to say).
-func (h *harness) profileGate(ctx context.Context, g *gate, caseKey string) <-chan string {
+// profileGate fetches a CPU profile of secs seconds (most of one run) of
+// the sessiongate whose admin listener is admin, from its /debug/pprof into
+// pprof/<case>.cpu.pprof; the channel yields a note for the report ("" when
+// nothing to say).
+func (h *harness) profileGate(ctx context.Context, admin, caseKey string, secs int) <-chan string {
 	out := make(chan string, 1)
-	secs := max(1, int(h.o.duration/time.Second)-1)
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+10)*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", g.admin, secs), nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			out <- "CPU profile " + caseKey + ": " + err.Error()

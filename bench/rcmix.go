@@ -128,6 +128,8 @@ type rcmixTarget struct {
 	// route says the target answers sessions/info itself (sessiongate): its
 	// answers are checked exactly; a peer forwards them to the upstream.
 	route bool
+	// admin is sessiongate's admin listener, for -profile ("" for a peer).
+	admin string
 }
 
 // cpuSeconds sums the CPU time of pids; rssOf their RSS. The caller lists
@@ -176,7 +178,11 @@ func (h *harness) runRCMix(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				res = h.rcmixRun(ctx, rcmixTarget{name: tGate, addr: g.addr, pids: func() []int { return []int{g.p.PID()} }, route: true})
+				t := rcmixTarget{name: tGate, addr: g.addr, pids: func() []int { return []int{g.p.PID()} }, route: true}
+				if h.o.profile && r == h.o.rounds-1 {
+					t.admin = g.admin
+				}
+				res = h.rcmixRun(ctx, t)
 				h.stopGate(g)
 			default:
 				res = h.rcmixRun(ctx, rcmixTarget{name: tNginx, addr: h.nginxAddr, pids: func() []int {
@@ -389,7 +395,16 @@ func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) (res rcmixResult)
 	cpu0, self0 := cpuSeconds(pids), selfCPU()
 	peak := proc.SamplePeak(func() int64 { return rssOf(pids) })
 	start := time.Now()
+	var prof <-chan string
+	if t.admin != "" {
+		prof = h.profileGate(ctx, t.admin, "rcmix", max(1, int(o.rcmixDuration/time.Second)-1))
+	}
 	rest := h.rcmixREST(runCtx, t, start, o.rcmixDuration, &errs, &stopping)
+	if prof != nil {
+		if note := <-prof; note != "" {
+			h.res.Notes = append(h.res.Notes, note)
+		}
+	}
 	res.Seconds = time.Since(start).Seconds()
 	res.CPU, res.HarnessCPU = cpuSeconds(pids)-cpu0, selfCPU()-self0
 	res.EndRSS = rssOf(pids)
