@@ -78,7 +78,8 @@ type Proxy struct {
 	EventLoop bool `mapstructure:"event_loop"`
 	// EventLoops is how many loops run, each one goroutine with its own
 	// epoll set (not locked to an OS thread: the Go scheduler places them
-	// like any goroutine); 0 means one per GOMAXPROCS. Default 0.
+	// like any goroutine); 0 means one per GOMAXPROCS but one, at least
+	// one. Default 0.
 	EventLoops int `mapstructure:"event_loops"`
 }
 

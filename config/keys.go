@@ -44,7 +44,7 @@ var Keys = []Key{
 	{"proxy.max_header_bytes", 16384, "maximum size of request line plus headers (431 beyond)", false},
 	{"proxy.max_conns", 0, "maximum concurrent client connections (0: no limit)", false},
 	{"proxy.event_loop", true, "serve plain forwarded requests from epoll event loops (Linux; false: a goroutine per connection)", false},
-	{"proxy.event_loops", 0, "number of event loops (0: one per GOMAXPROCS)", false},
+	{"proxy.event_loops", 0, "number of event loops (0: one per GOMAXPROCS but one, at least one)", false},
 
 	{"redis.url", "redis://127.0.0.1:6379/0", "standalone Redis URL (redis:// or rediss://, user:password@ allowed)", true},
 	{"redis.username", "", "Redis username (overrides the URL's; used for Sentinel and Cluster too)", false},

@@ -72,8 +72,8 @@ type Options struct {
 	// EventLoop serves plain forwarded requests from epoll loops on Linux
 	// (proxy.event_loop).
 	EventLoop bool
-	// EventLoops is how many loops run; 0 means one per GOMAXPROCS
-	// (proxy.event_loops).
+	// EventLoops is how many loops run; 0 means one per GOMAXPROCS but
+	// one, at least one (proxy.event_loops).
 	EventLoops int
 	// AccessLog writes one line per request (log.access).
 	AccessLog bool

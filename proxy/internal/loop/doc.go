@@ -8,11 +8,12 @@
 // wake-ups, spinning threads and netpoll calls cost more CPU than the
 // proxying itself (profiles in bench/README.md). nginx does the same
 // system calls from one thread per core that sleeps only in epoll_wait.
-// This comes close: one loop per GOMAXPROCS, each a single goroutine with
-// its own epoll set (parked in the runtime's netpoller when it has nothing
-// to do, see wait), accepting from the shared listening socket
-// (EPOLLEXCLUSIVE) and driving each connection as a state machine over
-// non-blocking sockets.
+// This comes close: one loop per GOMAXPROCS but one (DefaultLoops), each a
+// single goroutine with its own epoll set (parked in the runtime's
+// netpoller when it has nothing to do, see wait), accepting from the shared
+// listening socket (EPOLLEXCLUSIVE) and driving each connection as a state
+// machine over non-blocking sockets. Open WebSocket tunnels are carried
+// there too (Engine.Join).
 //
 // The loop serves the common case completely: an HTTP/1.1 request that is
 // not a WebSocket handshake and not an intercepted route, whose head and

@@ -80,7 +80,7 @@ func Start(ln net.Listener, o Options) (*Engine, error) {
 	e := &Engine{o: &o, ln: ln, lnFile: f, reserve: newFDReserve()}
 	n := o.Loops
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = DefaultLoops()
 	}
 	for i := 0; i < n; i++ {
 		l, err := newLoop(e, lnfd)
