@@ -152,7 +152,6 @@ type evLoop struct {
 	waitFn func(fd uintptr) bool
 	n      int
 	err    error
-	polls  int // waitFn's calls in this wait: more than one means it parked
 	// clients lists the open client connections, for the deadline scan.
 	clients   []*evClient
 	lastScan  time.Time
@@ -222,7 +221,6 @@ func newLoop(e *Engine, lnfd int) (*evLoop, error) {
 		return nil, err
 	}
 	l.waitFn = func(fd uintptr) bool {
-		l.polls++
 		l.n, l.err = epollPoll(int(fd), l.events)
 		return l.n != 0 || l.err != nil
 	}
@@ -341,26 +339,27 @@ func (l *evLoop) run() {
 // wait returns the next events, waiting until until at most (zero: no
 // limit).
 //
-// Events are taken with a raw, non-blocking epoll_wait (waitFn); under
-// load they are usually waiting. When there are none, the goroutine parks
-// in the runtime's netpoller until the epoll descriptor becomes readable,
-// like any goroutine waiting for a socket, and takes them then. Blocking
-// in epoll_wait as a system call instead (measured) keeps the runtime's
-// sysmon thread waking every 20 µs to take the blocked thread's P away:
-// 23,000 wake-ups a second, about a tenth of a core at 40,000 requests a
-// second.
+// Under load events are usually waiting: they are taken with a raw,
+// non-blocking epoll_wait. When there are none, the goroutine parks in the
+// runtime's netpoller until the epoll descriptor becomes readable, like any
+// goroutine waiting for a socket. Blocking in epoll_wait as a system call
+// instead (measured) keeps the runtime's sysmon thread waking every 20 µs
+// to take the blocked thread's P away: 23,000 wake-ups a second, about a
+// tenth of a core at 40,000 requests a second.
 func (l *evLoop) wait(until time.Time) (int, error) {
+	n, err := epollPoll(l.epfd, l.events)
+	if n != 0 || err != nil {
+		return n, err
+	}
 	// The deadline changes once per scan, not at every wait: moving a
 	// timer may wake the runtime's poller for nothing.
 	if !until.Equal(l.until) {
 		l.until = until
 		l.epFile.SetReadDeadline(until)
 	}
-	l.n, l.err, l.polls = 0, nil, 0
+	l.n, l.err = 0, nil
 	rerr := l.epRC.Read(l.waitFn)
-	if l.polls > 1 {
-		l.lastYield = time.Now() // it parked
-	}
+	l.lastYield = time.Now() // parked, unless events came meanwhile
 	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
 		return 0, rerr
 	}
