@@ -1,0 +1,125 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestTunnelsOnLoopUnderShutdown runs tunnels through a Proxy whose event
+// loop carries them, in this process (so -race sees the hand-over from the
+// fasthttp path, the loop's end-of-tunnel callback and the gradual close
+// meeting each other): every tunnel must be on the loop, carry its bytes
+// both ways, and be closed by a Shutdown that runs while clients are still
+// closing theirs, leaving nothing counted open.
+func TestTunnelsOnLoopUnderShutdown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				io.Copy(c, br) // echo
+			}()
+		}
+	}()
+	addr, p := fwdStartProxy(t, "http://"+ln.Addr().String())
+
+	const n = 20
+	clients := make([]net.Conn, n)
+	for i := range clients {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		// The first message rides behind the handshake, in the same write.
+		fmt.Fprintf(c, "GET /websocket HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nhello %02d;", i)
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("tunnel %d: handshake: %v", i, err)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		want := fmt.Sprintf("hello %02d;", i)
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+			t.Fatalf("tunnel %d: echo %q, %v; want %q", i, got, err, want)
+		}
+		clients[i] = c
+	}
+	if got := p.loopTunnels(); got != n {
+		t.Fatalf("event loop carries %d tunnels, want %d", got, n)
+	}
+	if got := p.OpenTunnels(); got != n {
+		t.Fatalf("OpenTunnels = %d, want %d", got, n)
+	}
+
+	// Half the clients talk and close while Shutdown closes every tunnel:
+	// each gets its echo whole, or the end of its tunnel, never other
+	// bytes.
+	var wg sync.WaitGroup
+	for i, c := range clients[:n/2] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := fmt.Sprintf("bye %02d;", i)
+			io.WriteString(c, msg)
+			got := make([]byte, len(msg))
+			k, err := io.ReadFull(c, got)
+			if string(got[:k]) != msg[:k] || (err == nil) != (k == len(msg)) {
+				t.Errorf("tunnel %d: echo %q, %v; want %q or a part of it and the end", i, got[:k], err, msg)
+			}
+			c.Close()
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	wg.Wait()
+	for i, c := range clients[n/2:] {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("tunnel %d after Shutdown: read %v, want EOF", n/2+i, err)
+		}
+	}
+	if got := p.OpenTunnels(); got != 0 {
+		t.Errorf("OpenTunnels after Shutdown = %d, want 0", got)
+	}
+	if got := p.loopTunnels(); got != 0 {
+		t.Errorf("event loop tunnels after Shutdown = %d, want 0", got)
+	}
+}
