@@ -298,7 +298,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		class = ClassWebSocket
 		p.tunnels.serve(ctx, p.appendHandshakeHead)
 	default:
-		if r := p.match(ctx); r != nil && r.Serve(ctx) {
+		// A route request the route declined on the event loop before
+		// the loop handed the connection over goes upstream as it is.
+		declined := routeDeclinedOnLoop(ctx)
+		if r := p.match(ctx); r != nil && !declined && r.Serve(ctx) {
 			class = r.Class
 			break
 		}
@@ -370,4 +373,18 @@ func (p *Proxy) logAccessLine(method, path []byte, class string, status int, ela
 func (p *Proxy) appendHandshakeHead(dst []byte, ctx *fasthttp.RequestCtx) ([]byte, error) {
 	head, _, err := p.appendRequestHead(dst, ctx, true)
 	return head, err
+}
+
+// routeDeclinedOnLoop reports whether ctx's request is a route request the
+// route already declined on the event loop, which then handed the
+// connection over (the upstream pool was full, or a kept-alive connection
+// failed): running the route again would wait for Redis twice and count
+// the request twice.
+func routeDeclinedOnLoop(ctx *fasthttp.RequestCtx) bool {
+	fc, ok := ctx.Conn().(*framingConn)
+	if !ok {
+		return false
+	}
+	pc, ok := fc.r.(*loop.PrefixConn)
+	return ok && pc.TakeRouteDeclined()
 }

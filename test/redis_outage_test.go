@@ -6,6 +6,7 @@ package test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,5 +119,50 @@ func TestRouteRedisFrozen(t *testing.T) {
 			r.Resume()
 			routeWaitRecovered(t, g)
 		})
+	}
+}
+
+// TestRouteDeclinedThenPoolFullRunsOnce: with Redis down and
+// redis.on_error=forward, a sessions/info request the route declined on
+// the event loop meets a full upstream pool, so the loop hands its
+// connection to the fasthttp path, which waits for a free upstream
+// connection. The route must not run a second time there: the request is
+// counted once and forwarded once, with the upstream's answer.
+func TestRouteDeclinedThenPoolFullRunsOnce(t *testing.T) {
+	t.Parallel()
+	r := StartRedis(t)
+	_, stored := routeSeedBodies(t)
+	routeSeed(t, r.Client(), routeSeedUser, routeSeedToken, map[string]string{routeSeedSession: stored})
+	up := StartUpstream(t, func(q *Req) Answer {
+		if strings.HasPrefix(q.Target, "/slow") {
+			return Answer{Delay: 1500 * time.Millisecond, Body: "slow"}
+		}
+		return Answer{Body: "from upstream"}
+	})
+	g := StartGate(t, routeEnv(up.URL, r.URL(), "SESSIONGATE_REDIS_ON_ERROR", "forward",
+		"SESSIONGATE_REDIS_TIMEOUT", "200ms", "SESSIONGATE_UPSTREAM_MAX_CONNS", "1"))
+	routeWaitRecovered(t, g)
+	r.Stop()
+
+	// The one upstream connection is busy for 1.5 s.
+	slow := make(chan routeResponse, 1)
+	go func() { slow <- routeDo(t, g.Addr, "GET", "/slow") }()
+	if !WaitFor(5*time.Second, func() bool { return up.Heads() > 0 }) {
+		t.Fatal("the slow request did not reach the upstream in 5s")
+	}
+	got := routeDo(t, g.Addr, "GET", routePath+"?sessionId="+routeSeedSession, routeCreds(routeSeedUser, routeSeedToken)...)
+	if got.Status != 200 || got.Body != "from upstream" {
+		t.Errorf("declined route request: %d %q, want the upstream's 200 %q", got.Status, got.Body, "from upstream")
+	}
+	if s := <-slow; s.Status != 200 || s.Body != "slow" {
+		t.Errorf("slow request: %d %q", s.Status, s.Body)
+	}
+	if n := g.Metric(`sessiongate_sessions_info_total{outcome="redis_error_forwarded"} `); n != 1 {
+		t.Errorf(`sessions_info_total{outcome="redis_error_forwarded"} = %v, want 1: the route ran %v times for one request`, n, n)
+	}
+	if loopServes() {
+		if n := g.Metric(`sessiongate_event_loop_handoffs_total{reason="pool_full"} `); n != 1 {
+			t.Errorf(`event_loop_handoffs_total{reason="pool_full"} = %v, want 1 (the case under test did not happen)`, n)
+		}
 	}
 }

@@ -679,6 +679,9 @@ type evClient struct {
 	need int
 
 	state clientState
+	// declined: the route declined the request in flight (it goes
+	// upstream instead).
+	declined bool
 	readiness
 	eof        bool // no more input: the client closed its side
 	reset      bool // the connection broke
@@ -830,6 +833,7 @@ func (c *evClient) advance() {
 // it needs more bytes.
 func (c *evClient) readRequest() bool {
 	l := c.l
+	c.declined = false
 	if c.r == c.w {
 		if !c.fill(true) {
 			if c.eof || l.stop {
@@ -1009,6 +1013,9 @@ func (c *evClient) routed(a RouteAnswer) {
 	}
 	c.resp = a.Resp
 	if a.Forward {
+		// Handed over from here (pool_full, retry), the request must
+		// not meet the route a second time.
+		c.declined = true
 		if c.forward() {
 			c.advance()
 		}
@@ -1536,11 +1543,11 @@ func (c *evClient) handoff(reason string) {
 		nc.Close()
 		return
 	}
-	if prefix == nil {
+	if prefix == nil && !c.declined {
 		l.o.Handoff(tc)
 		return
 	}
-	l.o.Handoff(&PrefixConn{TCPConn: tc, prefix: prefix})
+	l.o.Handoff(&PrefixConn{TCPConn: tc, prefix: prefix, routeDeclined: c.declined})
 }
 
 // evUpstream is an upstream connection owned by a loop.

@@ -12,6 +12,19 @@ import "net"
 type PrefixConn struct {
 	*net.TCPConn
 	prefix []byte
+	// routeDeclined: the first request in prefix is a route request the
+	// route already declined on the loop.
+	routeDeclined bool
+}
+
+// TakeRouteDeclined reports, once, whether the first request on the
+// connection is a route request the route already declined on the loop
+// (Redis failed and redis.on_error forwards): it goes upstream without
+// meeting the route again. Later calls return false.
+func (c *PrefixConn) TakeRouteDeclined() bool {
+	d := c.routeDeclined
+	c.routeDeclined = false
+	return d
 }
 
 func (c *PrefixConn) Read(p []byte) (int, error) {
