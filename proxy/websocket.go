@@ -32,9 +32,12 @@ import (
 // untouched. Any other answer is relayed as an ordinary response.
 //
 // Memory per idle tunnel is what limits how many clients one sidecar holds
-// (the target is < 20 KiB). An idle tunnel keeps no buffer: each direction
-// is one goroutine parked in the netpoller until its source is readable
-// (readWaiter), and only then borrows a copy buffer from a pool — the idea
+// (the target is < 20 KiB). With the event loop running, an open tunnel is
+// handed to it (loop.Engine.Join): no goroutine, no buffer while idle. The
+// rest (an https:// upstream, the loop off) are copied here, and an idle
+// one keeps no buffer either: each direction is one goroutine parked in
+// the netpoller until its source is readable (readWaiter), and only then
+// borrows a copy buffer from a pool — the idea
 // behind Mail.ru's "A Million WebSockets and Go" (Kamardin, 2017), kept to
 // the standard netpoller. fasthttp's hijack goroutine, request context and
 // 16 KiB read buffer are given back as soon as the tunnel starts, which
