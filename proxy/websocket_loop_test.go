@@ -20,35 +20,7 @@ import (
 // both ways, and be closed by a Shutdown that runs while clients are still
 // closing theirs, leaving nothing counted open.
 func TestTunnelsOnLoopUnderShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				io.Copy(c, br) // echo
-			}()
-		}
-	}()
-	addr, p := fwdStartProxy(t, "http://"+ln.Addr().String())
+	addr, p := fwdStartProxy(t, "http://"+startEcho(t, true))
 
 	const n = 20
 	clients := make([]net.Conn, n)
@@ -60,17 +32,11 @@ func TestTunnelsOnLoopUnderShutdown(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		// The first message rides behind the handshake, in the same write.
-		fmt.Fprintf(c, "GET /websocket HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nhello %02d;", i)
+		fmt.Fprintf(c, "%shello %02d;", wsClientHead, i)
 		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("tunnel %d: handshake: %v", i, err)
-			}
-			if line == "\r\n" {
-				break
-			}
+		head := make([]byte, len(wsUpstreamHead))
+		if _, err := io.ReadFull(br, head); err != nil || string(head) != wsUpstreamHead {
+			t.Fatalf("tunnel %d: handshake answer %q, %v; want %q", i, head, err, wsUpstreamHead)
 		}
 		want := fmt.Sprintf("hello %02d;", i)
 		got := make([]byte, len(want))

@@ -694,33 +694,7 @@ func BenchmarkIsWebSocketUpgrade(b *testing.B) {
 func BenchmarkTunnel(b *testing.B) {
 	for _, path := range []string{"direct", "tunnel"} {
 		b.Run("path="+path, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						br := bufio.NewReader(c)
-						if path == "tunnel" {
-							head, err := peekResponseHead(br)
-							if err != nil {
-								return
-							}
-							br.Discard(len(head))
-							c.Write([]byte(wsUpstreamHead))
-						}
-						io.Copy(c, br)
-					}()
-				}
-			}()
-			addr := ln.Addr().String()
+			addr := startEcho(b, path == "tunnel")
 			if path == "tunnel" {
 				addr = benchProxy(b, "http://"+addr)
 			}
@@ -745,6 +719,39 @@ func BenchmarkTunnel(b *testing.B) {
 			}
 		})
 	}
+}
+
+// startEcho starts an upstream that echoes what each connection sends;
+// with handshake set it first reads a request head and answers
+// wsUpstreamHead. It returns its address and stops at cleanup.
+func startEcho(tb testing.TB, handshake bool) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if handshake {
+					head, err := peekResponseHead(br)
+					if err != nil {
+						return
+					}
+					br.Discard(len(head))
+					c.Write([]byte(wsUpstreamHead))
+				}
+				io.Copy(c, br)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 func benchProxy(b *testing.B, upstream string) string {

@@ -1085,18 +1085,7 @@ func dialFD(dial func(context.Context) (net.Conn, error), deadline time.Time) (i
 		return -1, err
 	}
 	defer conn.Close()
-	rc, err := conn.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	cerr := rc.Control(func(s uintptr) {
-		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if cerr != nil {
-		return -1, cerr
-	}
-	return fd, err
+	return dupConn(conn.(*net.TCPConn))
 }
 
 func (l *evLoop) dialed(c *evClient, fd int, err error) {
