@@ -184,6 +184,7 @@ func (r *Redis) start() error {
 	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--logfile", logPath}, r.args...)
 	r.cmd = exec.Command("redis-server", args...)
+	dieWithTest(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %v", err)
 	}
@@ -315,6 +316,7 @@ func StartGate(t testing.TB, env map[string]string, args ...string) *Gate {
 	t.Helper()
 	g := &Gate{t: t, logs: &syncBuffer{}, exited: make(chan struct{})}
 	g.cmd = exec.Command(binary, args...)
+	dieWithTest(g.cmd)
 	g.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
 		g.cmd.Env = append(g.cmd.Env, k+"="+v)
