@@ -300,8 +300,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		// A route request the route declined on the event loop before
 		// the loop handed the connection over goes upstream as it is.
-		declined := routeDeclinedOnLoop(ctx)
-		if r := p.match(ctx); r != nil && !declined && r.Serve(ctx) {
+		if r := p.match(ctx); r != nil && !routeDeclinedOnLoop(ctx) && r.Serve(ctx) {
 			class = r.Class
 			break
 		}

@@ -420,18 +420,16 @@ func (tn *tunnel) joinLoop() bool {
 	if !ok {
 		return false
 	}
-	var client *net.TCPConn
-	switch c := tn.client.(type) {
-	case *net.TCPConn:
-		client = c
-	case *framingConn:
-		if pc, ok := c.r.(*loop.PrefixConn); ok && pc.Buffered() > 0 {
-			return false
-		}
-		client = c.TCPConn
-	default:
+	// With the loops running, every client connection is a framingConn
+	// (Serve).
+	fc, ok := tn.client.(*framingConn)
+	if !ok {
 		return false
 	}
+	if pc, ok := fc.r.(*loop.PrefixConn); ok && pc.Buffered() > 0 {
+		return false
+	}
+	client := fc.TCPConn
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	if tn.closed {

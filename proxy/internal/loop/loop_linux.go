@@ -1532,7 +1532,7 @@ func (c *evClient) handoff(reason string) {
 		nc.Close()
 		return
 	}
-	if prefix == nil && !c.declined {
+	if prefix == nil { // never with declined: the request is in front
 		l.o.Handoff(tc)
 		return
 	}

@@ -4,7 +4,6 @@ package loop
 
 import (
 	"context"
-	"errors"
 	"net"
 )
 
@@ -29,9 +28,6 @@ type Tunnel struct{}
 
 // Close does nothing.
 func (*Tunnel) Close() {}
-
-// ErrNotJoinable is what Join returns off Linux.
-var ErrNotJoinable = errors.New("loop: tunnel cannot be joined")
 
 // Join fails: the caller copies the tunnel itself.
 func (*Engine) Join(client, upstream *net.TCPConn, done func(up, down int64)) (*Tunnel, error) {

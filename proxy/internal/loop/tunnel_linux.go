@@ -3,7 +3,6 @@
 package loop
 
 import (
-	"errors"
 	"net"
 	"unsafe"
 
@@ -34,10 +33,6 @@ const tunnelReadSize = 32 << 10
 // peer sending as fast as it can gets its next share after the other
 // connections had theirs.
 const tunnelReadsPerTurn = 8
-
-// ErrNotJoinable is returned by Join for connections the loop cannot take:
-// not plain TCP sockets, or the loops are gone.
-var ErrNotJoinable = errors.New("loop: tunnel cannot be joined")
 
 // Tunnel is a WebSocket tunnel joined on a loop.
 type Tunnel struct {
@@ -156,7 +151,7 @@ func (t *evTunnel) start() {
 	l := t.l
 	if l.dead {
 		t.closeFDs()
-		t.l.tunnelCount.Add(-1)
+		l.tunnelCount.Add(-1)
 		t.done(0, 0)
 		return
 	}
@@ -241,47 +236,41 @@ func (t *evTunnel) copy(src, dst *tunnelEnd) (open, more bool) {
 // write writes p to the end, keeping what the socket does not take in
 // pending; false when the connection broke.
 func (e *tunnelEnd) write(p []byte) bool {
-	n := 0
-	if e.writable {
-		var err error
-		n, err = rawWrite(e.fd, p)
-		switch {
-		case err == unix.EAGAIN || err == unix.EINTR:
-			n = 0
-			e.writable = false
-		case err != nil:
-			return false
-		}
-		e.written += int64(n)
-	}
+	n, ok := e.send(p)
 	if n < len(p) {
-		e.writable = false
 		e.pending = append(e.pending[:0], p[n:]...)
 	}
-	return true
+	return ok
 }
 
 // flush writes what is pending; false when the connection broke.
 func (e *tunnelEnd) flush() bool {
-	if !e.writable {
-		return true
+	n, ok := e.send(e.pending)
+	if e.pending = e.pending[n:]; len(e.pending) == 0 {
+		e.pending = nil
 	}
-	n, err := rawWrite(e.fd, e.pending)
+	return ok
+}
+
+// send makes one write of p when the socket is writable and returns how
+// much it took; false when the connection broke. A socket that took less
+// than p is not writable until epoll says so again.
+func (e *tunnelEnd) send(p []byte) (int, bool) {
+	if !e.writable {
+		return 0, true
+	}
+	n, err := rawWrite(e.fd, p)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
-		e.writable = false
-		return true
+		n = 0
 	case err != nil:
-		return false
+		return 0, false
 	}
 	e.written += int64(n)
-	e.pending = e.pending[n:]
-	if len(e.pending) == 0 {
-		e.pending = nil
-	} else {
+	if n < len(p) {
 		e.writable = false
 	}
-	return true
+	return n, true
 }
 
 // close closes both ends and reports the tunnel ended.
