@@ -42,10 +42,15 @@ type activity struct {
 // mirror, off the request's path: Report only offers them to a bounded
 // channel (dropping, and counting, when it is full) and Run writes them to
 // Redis in batches.
+//
+// Run takes the reports from the channel at each flush, not one by one: a
+// goroutine woken for every lookup cost the route a scheduler wake-up per
+// request. Report wakes it early only when the channel is half full.
 type ActivityReporter struct {
 	client  redis.UniversalClient
 	key     string
 	ch      chan activity
+	kick    chan struct{} // Report's early wake-up of Run
 	every   time.Duration
 	log     *zap.Logger
 	dropped atomic.Uint64
@@ -72,7 +77,7 @@ func NewActivityReporter(client redis.UniversalClient, prefix string, queue int,
 		log = zap.NewNop()
 	}
 	return &ActivityReporter{client: client, key: prefix + activityName, ch: make(chan activity, queue),
-		every: flushEvery, log: log.Named("activity")}
+		kick: make(chan struct{}, 1), every: flushEvery, log: log.Named("activity")}
 }
 
 // Report offers one lookup of hashedToken for userID; kind is ActivityHit
@@ -92,6 +97,13 @@ func (r *ActivityReporter) Report(kind byte, userID, hashedToken []byte) {
 	case r.ch <- a:
 	default:
 		r.dropped.Add(1)
+		return
+	}
+	if len(r.ch) >= cap(r.ch)/2 {
+		select {
+		case r.kick <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 	}
 }
 
@@ -123,15 +135,16 @@ func (r *ActivityReporter) Run(ctx context.Context) {
 	}
 	failures := 0
 	for {
+		// Take what is queued now: on a wake-up to make room, or
+		// before a flush, so that the flush carries it.
+		flush := false
 		select {
 		case <-ctx.Done():
 			return
-		case a := <-r.ch:
-			add(a)
-			continue
+		case <-r.kick:
 		case <-t.C:
+			flush = true
 		}
-		// Drain what is queued now, so one flush carries it.
 	drain:
 		for len(batch) < 10000 {
 			select {
@@ -140,6 +153,9 @@ func (r *ActivityReporter) Run(ctx context.Context) {
 			default:
 				break drain
 			}
+		}
+		if !flush {
+			continue
 		}
 		misses = 0
 		if len(batch) == 0 {

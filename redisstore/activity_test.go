@@ -62,7 +62,9 @@ func TestActivityReporterBatchesIntoTheActiveSet(t *testing.T) {
 
 func TestActivityReporterBoundsMisses(t *testing.T) {
 	rdb := startStoreTestServer(t).client(t)
-	rep := redisstore.NewActivityReporter(rdb, "rc:", 1000, time.Hour, nil)
+	// Queued past half the queue's room: Run takes them (and applies the
+	// bound) without waiting for its hour-long flush.
+	rep := redisstore.NewActivityReporter(rdb, "rc:", 400, time.Hour, nil)
 	for i := range 300 {
 		rep.Report(redisstore.ActivityMiss, []byte("u1"), []byte(auth.HashToken(fmt.Sprint(i))))
 	}
@@ -71,6 +73,28 @@ func TestActivityReporterBoundsMisses(t *testing.T) {
 	rep.Run(ctx) // one hour between flushes: nothing written, but drained into the batch
 	if got := rep.Dropped(); got != 300-256 {
 		t.Errorf("misses dropped: got %d, want %d (256 per flush)", got, 300-256)
+	}
+}
+
+// TestActivityReporterMakesRoomEarly: between flushes, Run takes what
+// is queued once the queue is half full, so a burst larger than the queue
+// is not dropped when it comes in parts.
+func TestActivityReporterMakesRoomEarly(t *testing.T) {
+	rdb := startStoreTestServer(t).client(t)
+	rep := redisstore.NewActivityReporter(rdb, "rc:", 100, time.Hour, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rep.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	hash := []byte(auth.HashToken("valid"))
+	for part := range 5 {
+		for i := range 60 {
+			rep.Report(redisstore.ActivityHit, []byte(fmt.Sprint("u", part, "-", i)), hash)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := rep.Dropped(); got != 0 {
+		t.Errorf("dropped: got %d of 300 reports in parts of 60 to a queue of 100, want 0", got)
 	}
 }
 
