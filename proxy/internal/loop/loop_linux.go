@@ -140,7 +140,6 @@ type evLoop struct {
 	e      *Engine
 	o      *Options
 	epfd   int
-	wakefd int
 	lnfd   int
 	table  []evFD
 	events []unix.EpollEvent
@@ -170,7 +169,6 @@ type evLoop struct {
 	iov  [8]unix.Iovec // writev scratch
 	date []byte        // "Date: ...\r\n" for answers of our own
 	dsec int64         // the second date was made for
-	kick [8]byte       // eventfd scratch
 	stop bool          // draining: connections close after their request
 	dead bool          // forced: everything closed
 	// acceptPace spaces failed accepts (AcceptPace).
@@ -178,8 +176,11 @@ type evLoop struct {
 
 	mu     sync.Mutex // guards what follows
 	box    []func()   // work posted from other goroutines
-	wake   bool       // an eventfd write is pending
+	parked bool       // the loop waits in the netpoller (wait)
+	kicked bool       // post ended that wait
 	exited bool       // the loop is gone: nothing more is run
+	// posted is len(box) > 0, read by the loop without the lock.
+	posted atomic.Bool
 
 	// load counts the client connections this loop serves or is about to.
 	load atomic.Int64
@@ -198,13 +199,8 @@ func newLoop(e *Engine, lnfd int) (*evLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
 	l := &evLoop{
-		e: e, o: e.o, epfd: epfd, wakefd: wakefd, lnfd: lnfd,
+		e: e, o: e.o, epfd: epfd, lnfd: lnfd,
 		events: make([]unix.EpollEvent, 256),
 		br:     bufio.NewReaderSize(nil, max(e.o.MaxHeaderBytes, 4096)),
 	}
@@ -224,10 +220,6 @@ func newLoop(e *Engine, lnfd int) (*evLoop, error) {
 		l.n, l.err = epollPoll(int(fd), l.events)
 		return l.n != 0 || l.err != nil
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
-		l.closeFDs()
-		return nil, err
-	}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, lnfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lnfd)}); err != nil {
 		l.closeFDs()
 		return nil, err
@@ -236,7 +228,6 @@ func newLoop(e *Engine, lnfd int) (*evLoop, error) {
 }
 
 func (l *evLoop) closeFDs() {
-	unix.Close(l.wakefd)
 	if l.epFile != nil {
 		l.epFile.Close()
 	} else {
@@ -245,6 +236,12 @@ func (l *evLoop) closeFDs() {
 }
 
 // post runs fn on the loop's goroutine; false when the loop has ended.
+//
+// A loop waiting in the netpoller is woken by moving its epoll
+// descriptor's read deadline into the past: the runtime readies the
+// goroutine at once, on the poster's processor, where an eventfd
+// write would cost two system calls and a wake-up of the thread blocked in
+// the netpoller (a route's answer is posted this way on every request).
 func (l *evLoop) post(fn func()) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -252,13 +249,18 @@ func (l *evLoop) post(fn func()) bool {
 		return false
 	}
 	l.box = append(l.box, fn)
-	if !l.wake {
-		l.wake = true
-		one := [8]byte{1}
-		unix.Write(l.wakefd, one[:])
+	l.posted.Store(true)
+	if l.parked && !l.kicked {
+		// Under the lock: the loop sets its own deadline only outside
+		// a wait, so this one is never overwritten (see wait).
+		l.kicked = true
+		l.epFile.SetReadDeadline(kickDeadline)
 	}
 	return true
 }
+
+// kickDeadline is a read deadline already past.
+var kickDeadline = time.Unix(1, 0)
 
 // exit closes the loop's own descriptors once nothing can post to it.
 func (l *evLoop) exit() {
@@ -309,12 +311,13 @@ func (l *evLoop) run() {
 			return
 		}
 		l.now = time.Now()
+		if l.posted.Load() {
+			l.runInbox()
+		}
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			fd := int(ev.Fd)
 			switch {
-			case fd == l.wakefd:
-				l.runInbox()
 			case fd == l.lnfd && !l.stop:
 				l.accept()
 			case fd < len(l.table) && l.table[fd] != nil:
@@ -352,13 +355,29 @@ func (l *evLoop) wait(until time.Time) (int, error) {
 		return n, err
 	}
 	// The deadline changes once per scan, not at every wait: moving a
-	// timer may wake the runtime's poller for nothing.
+	// timer may wake the runtime's poller for nothing. It is set before
+	// the loop marks itself parked: from then until it wakes, only post
+	// moves it.
 	if !until.Equal(l.until) {
 		l.until = until
 		l.epFile.SetReadDeadline(until)
 	}
+	l.mu.Lock()
+	if len(l.box) > 0 {
+		l.mu.Unlock()
+		return 0, nil // posted since the last look: run it first
+	}
+	l.parked = true
+	l.mu.Unlock()
 	l.n, l.err = 0, nil
 	rerr := l.epRC.Read(l.waitFn)
+	l.mu.Lock()
+	l.parked = false
+	if l.kicked {
+		l.kicked = false
+		l.until = kickDeadline // the deadline post set: set it again
+	}
+	l.mu.Unlock()
 	l.lastYield = time.Now() // parked, unless events came meanwhile
 	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
 		return 0, rerr
@@ -379,11 +398,10 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 }
 
 func (l *evLoop) runInbox() {
-	unix.Read(l.wakefd, l.kick[:])
 	l.mu.Lock()
-	l.wake = false
 	box := l.box
 	l.box = nil
+	l.posted.Store(false)
 	l.mu.Unlock()
 	for _, fn := range box {
 		fn()
