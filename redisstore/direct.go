@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -306,7 +305,7 @@ func newRespConn(nc net.Conn) *respConn {
 		wbuf: make([]byte, 0, 512),
 		kbuf: make([]byte, 0, 256),
 	}
-	if sc, ok := nc.(syscall.Conn); ok {
+	if sc, ok := nc.(syscall.Conn); ok && canPeek {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 			c.peek = c.peekFD
@@ -337,22 +336,6 @@ func (c *respConn) ready(deadline time.Time) error {
 }
 
 var errUnexpectedData = errors.New("redisstore: data before a command")
-
-func (c *respConn) peekFD(fd uintptr) bool {
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	switch {
-	case n == 0 && err == nil:
-		c.peekErr = io.EOF
-	case n > 0:
-		c.peekErr = errUnexpectedData
-	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-		c.peekErr = nil
-	default:
-		c.peekErr = err
-	}
-	return true // never wait for readability
-}
 
 // mget sends an MGET of a token key and a session key and reads its reply.
 // Of the token's value only its start is read: whether it is marked.
