@@ -305,12 +305,7 @@ func newRespConn(nc net.Conn) *respConn {
 		wbuf: make([]byte, 0, 512),
 		kbuf: make([]byte, 0, 256),
 	}
-	if sc, ok := nc.(syscall.Conn); ok && canPeek {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-			c.peek = c.peekFD
-		}
-	}
+	c.bindPeek(nc)
 	return c
 }
 

@@ -2,9 +2,9 @@
 
 package redisstore
 
-// canPeek: no non-blocking MSG_PEEK here (Windows), so a connection is
-// reused without the liveness check; one Redis closed fails its lookup,
-// and the next lookup dials.
-const canPeek = false
+import "net"
 
-func (c *respConn) peekFD(fd uintptr) bool { return true }
+// bindPeek leaves the liveness check out: there is no non-blocking
+// MSG_PEEK here (Windows). A connection Redis closed fails its lookup, and
+// the next lookup dials.
+func (c *respConn) bindPeek(net.Conn) {}

@@ -4,11 +4,20 @@ package redisstore
 
 import (
 	"io"
+	"net"
 	"syscall"
 )
 
-// canPeek: the liveness check on reuse (respConn.ready) can be made.
-const canPeek = true
+// bindPeek readies the liveness check on reuse (respConn.ready) for a
+// connection that has a socket under it.
+func (c *respConn) bindPeek(nc net.Conn) {
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.peek = c.peekFD
+		}
+	}
+}
 
 func (c *respConn) peekFD(fd uintptr) bool {
 	var b [1]byte
