@@ -145,12 +145,13 @@ type evLoop struct {
 	events []unix.EpollEvent
 	now    time.Time
 	// epFile and epRC wrap epfd for the netpoller; waitFn polls it, with
-	// its result in n and err.
+	// its result in n and err, and counts its polls in polls.
 	epFile *os.File
 	epRC   syscall.RawConn
 	waitFn func(fd uintptr) bool
 	n      int
 	err    error
+	polls  int
 	// clients lists the open client connections, for the deadline scan.
 	clients   []*evClient
 	lastScan  time.Time
@@ -217,6 +218,7 @@ func newLoop(e *Engine, lnfd int) (*evLoop, error) {
 		return nil, err
 	}
 	l.waitFn = func(fd uintptr) bool {
+		l.polls++
 		l.n, l.err = epollPoll(int(fd), l.events)
 		return l.n != 0 || l.err != nil
 	}
@@ -342,18 +344,22 @@ func (l *evLoop) run() {
 // wait returns the next events, waiting until until at most (zero: no
 // limit).
 //
-// Under load events are usually waiting: they are taken with a raw,
-// non-blocking epoll_wait. When there are none, the goroutine parks in the
-// runtime's netpoller until the epoll descriptor becomes readable, like any
-// goroutine waiting for a socket. Blocking in epoll_wait as a system call
-// instead (measured) keeps the runtime's sysmon thread waking every 20 µs
-// to take the blocked thread's P away: 23,000 wake-ups a second, about a
-// tenth of a core at 40,000 requests a second.
+// It goes through the runtime's netpoller, like any goroutine waiting for
+// a socket: the raw read of the epoll descriptor (a non-blocking
+// epoll_wait) takes the events that are waiting, and when there are none,
+// the goroutine parks until the descriptor becomes readable. Under load
+// events are usually waiting and the loop never parks. That first poll is
+// the only one before parking: the netpoller forgets the descriptor's
+// readiness when the read starts, so the poll must come after that, and a
+// poll of its own before it would find nothing a second time whenever the
+// loop is about to park, as it is at every event under a light load
+// (measured: a third of the loop's epoll_wait calls).
+//
+// Blocking in epoll_wait as a system call instead (measured) keeps the
+// runtime's sysmon thread waking every 20 µs to take the blocked thread's
+// P away: 23,000 wake-ups a second, about a tenth of a core at 40,000
+// requests a second.
 func (l *evLoop) wait(until time.Time) (int, error) {
-	n, err := epollPoll(l.epfd, l.events)
-	if n != 0 || err != nil {
-		return n, err
-	}
 	// The deadline changes once per scan, not at every wait: moving a
 	// timer may wake the runtime's poller for nothing. It is set before
 	// the loop marks itself parked: from then until it wakes, only post
@@ -365,11 +371,11 @@ func (l *evLoop) wait(until time.Time) (int, error) {
 	l.mu.Lock()
 	if len(l.box) > 0 {
 		l.mu.Unlock()
-		return 0, nil // posted since the last look: run it first
+		return epollPoll(l.epfd, l.events) // posted since the last look: run it too
 	}
 	l.parked = true
 	l.mu.Unlock()
-	l.n, l.err = 0, nil
+	l.n, l.err, l.polls = 0, nil, 0
 	rerr := l.epRC.Read(l.waitFn)
 	l.mu.Lock()
 	l.parked = false
@@ -378,7 +384,9 @@ func (l *evLoop) wait(until time.Time) (int, error) {
 		l.until = kickDeadline // the deadline post set: set it again
 	}
 	l.mu.Unlock()
-	l.lastYield = time.Now() // parked, unless events came meanwhile
+	if l.polls != 1 || rerr != nil {
+		l.lastYield = time.Now() // it parked (or was kicked before it could)
+	}
 	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
 		return 0, rerr
 	}
