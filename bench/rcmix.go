@@ -75,7 +75,8 @@ type rcmixResult struct {
 	StreamMsgs  int64
 	Errors      map[string]int64
 	FirstErrors map[string]string
-	Err         string // the run itself failed
+	Err         string     // the run itself failed
+	Sys         *sysCounts // nil: perf(1) could not count
 }
 
 func (r rcmixResult) errorCount() int64 {
@@ -399,7 +400,9 @@ func (h *harness) rcmixRun(ctx context.Context, t rcmixTarget) (res rcmixResult)
 	if t.admin != "" {
 		prof = h.profileGate(ctx, t.admin, "rcmix", max(1, int(o.rcmixDuration/time.Second)-1))
 	}
+	sys := countSyscalls(ctx, pids, o.rcmixDuration-time.Second)
 	rest := h.rcmixREST(runCtx, t, start, o.rcmixDuration, &errs, &stopping)
+	res.Sys = <-sys
 	if prof != nil {
 		if note := <-prof; note != "" {
 			h.res.Notes = append(h.res.Notes, note)
@@ -725,6 +728,7 @@ func (h *harness) rcmixTable() table {
 	}
 	type agg struct {
 		cpu, core, peak, end, rate, p50, p99, gen []float64
+		sys, epoll, cs                            []float64 // per second
 		runs                                      int
 		open, wanted                              int
 		sent, echoed, pings, polls, msgs, errors  int64
@@ -754,6 +758,11 @@ func (h *harness) rcmixTable() table {
 		a.p50 = append(a.p50, r.P50)
 		a.p99 = append(a.p99, r.P99)
 		a.gen = append(a.gen, 100*r.HarnessCPU/r.Seconds)
+		if c := r.Sys; c != nil {
+			a.sys = append(a.sys, float64(c.Syscalls)/c.Seconds)
+			a.epoll = append(a.epoll, float64(c.EpollWaits)/c.Seconds)
+			a.cs = append(a.cs, float64(c.CtxSwitches)/c.Seconds)
+		}
 		a.open, a.wanted = a.open+r.WSOpen, a.wanted+r.WSWanted
 		a.sent += r.WSSent
 		a.echoed += r.WSEchoed
@@ -812,6 +821,12 @@ func (h *harness) rcmixTable() table {
 		}
 		t.notes = append(t.notes, fmt.Sprintf("goal on the mix: CPU ≤ 1.00× (%s), p99 ≤ 1.00× (%s), RSS < 1.00× (peak %s, end %s): %s",
 			ratio(median(g.cpu), median(n.cpu)), ratio(median(g.p99), median(n.p99)), ratio(median(g.peak), median(n.peak)), ratio(median(g.end), median(n.end)), verdict))
+		if len(g.sys) > 0 && len(n.sys) > 0 {
+			t.notes = append(t.notes, fmt.Sprintf("counted by perf stat (medians per second): system calls %.0f against %.0f (%s), epoll_wait %.0f against %.0f (%s), context switches %.0f against %.0f (%s)",
+				median(g.sys), median(n.sys), ratio(median(g.sys), median(n.sys)),
+				median(g.epoll), median(n.epoll), ratio(median(g.epoll), median(n.epoll)),
+				median(g.cs), median(n.cs), ratio(median(g.cs), median(n.cs))))
+		}
 	}
 	t.notes = append(t.notes,
 		"CPU: user+system time from /proc/<pid>/stat over the measured window (nginx: master and workers summed); RSS: sampled every 20 ms (nginx: summed), end = at the window's end with everything open.",
