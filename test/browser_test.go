@@ -107,27 +107,32 @@ type browserReport struct {
 // be a half-close).
 func TestBrowserClients(t *testing.T) {
 	chromium := needBrowser(t)
-	t.Parallel()
 	const heartbeat = 13 * time.Second
 	up := startNodeUpstream(t, heartbeat)
 	r := StartRedis(t)
 	const user, token, session = "browserUser1", "browser-login-token", "browserSession1"
 	const doc = `{"_id":"65f0c0ffee0000000000beef","sessionId":"browserSession1","userId":"browserUser1","type":"session","loginAt":"2023-05-23T16:33:45.202Z"}`
 	routeSeed(t, r.Client(), user, token, map[string]string{session: doc})
+	// Both browsers start here and the test is parallel only then, as in
+	// TestRealClients: their half-minute runs do not wait for a free slot.
+	runs := map[string]*browserRun{}
+	for _, loop := range realClientPaths() {
+		env := GateEnv(up, r.URL())
+		env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop
+		env["SESSIONGATE_LOG_ACCESS"] = "false"
+		env["SESSIONGATE_LOG_LEVEL"] = "info"
+		env["SESSIONGATE_PROXY_READ_HEADER_TIMEOUT"] = "5s"
+		g := StartGate(t, env)
+		_, port, err := net.SplitHostPort(g.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[loop] = startBrowser(t, chromium, port, up, user, token, session, "16000")
+	}
+	t.Parallel()
 	for _, loop := range realClientPaths() {
 		t.Run("event_loop="+loop, func(t *testing.T) {
-			t.Parallel()
-			env := GateEnv(up, r.URL())
-			env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop
-			env["SESSIONGATE_LOG_ACCESS"] = "false"
-			env["SESSIONGATE_LOG_LEVEL"] = "info"
-			env["SESSIONGATE_PROXY_READ_HEADER_TIMEOUT"] = "5s"
-			g := StartGate(t, env)
-			_, port, err := net.SplitHostPort(g.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := runBrowser(t, chromium, port, up, user, token, session, "16000")
+			rep := runs[loop].report(t)
 			t.Logf("%s, %.1f s", rep.Browser, rep.Seconds)
 			for _, transport := range []string{"websocket", "xhr-streaming", "eventsource", "iframe-eventsource",
 				"iframe-htmlfile", "xhr-polling", "iframe-xhr-polling", "jsonp-polling"} {
@@ -189,27 +194,48 @@ func TestBrowserClients(t *testing.T) {
 	}
 }
 
-// runBrowser runs test/clients/browser.js and returns its report.
-func runBrowser(t *testing.T, chromium, port, upstream, user, token, session, idle string) browserReport {
+// browserRun is test/clients/browser.js running.
+type browserRun struct {
+	stdout, stderr bytes.Buffer
+	err            error
+	done           chan struct{}
+}
+
+// startBrowser starts test/clients/browser.js; report waits for it.
+func startBrowser(t *testing.T, chromium, port, upstream, user, token, session, idle string) *browserRun {
 	t.Helper()
+	b := &browserRun{done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "browser.js", chromium, port, upstream, user, token, session, idle)
-	cmd.Dir = "clients"
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	t.Cleanup(func() {
+		cancel()
+		<-b.done
+	})
+	go func() {
+		defer close(b.done)
+		cmd := exec.CommandContext(ctx, "node", "browser.js", chromium, port, upstream, user, token, session, idle)
+		cmd.Dir = "clients"
+		cmd.Stdout, cmd.Stderr = &b.stdout, &b.stderr
+		b.err = cmd.Run()
+	}()
+	return b
+}
+
+// report waits for browser.js and returns its report; a run that did not
+// pass fails t with its own words.
+func (b *browserRun) report(t *testing.T) browserReport {
+	t.Helper()
+	<-b.done
+	lines := strings.Split(strings.TrimSpace(b.stdout.String()), "\n")
 	var rep browserReport
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
-		t.Fatalf("browser.js: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", err, runErr, stdout.String(), stderr.String())
+		t.Fatalf("browser.js: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", err, b.err, b.stdout.String(), b.stderr.String())
 	}
-	if !rep.OK || runErr != nil {
-		t.Fatalf("browser.js failed (exit %v): %s\nstderr:\n%s", runErr, rep.Error, stderr.String())
+	if !rep.OK || b.err != nil {
+		t.Fatalf("browser.js failed (exit %v): %s\nstderr:\n%s", b.err, rep.Error, b.stderr.String())
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("browser.js stderr:\n%s", stderr.String())
+			t.Logf("browser.js stderr:\n%s", b.stderr.String())
 		}
 	})
 	return rep

@@ -79,10 +79,12 @@ func startChunkExtUpstream(t *testing.T) *chunkExtUpstream {
 	return u
 }
 
-// chunkExtAnswers sends raw on a fresh connection, in one write, and reads
-// answers until the gate closes the connection; it returns their statuses
-// and bodies and whether the connection was closed.
-func chunkExtAnswers(t *testing.T, addr string, writes ...string) (statuses []int, bodies []string, closed bool) {
+// chunkExtAnswers sends writes on a fresh connection and reads answers
+// until the gate closes the connection; it returns their statuses and
+// bodies and whether the connection was closed. open is how many answers
+// a connection that stays open gives: once they are read, a little more
+// time shows whether another comes, instead of the whole timeout.
+func chunkExtAnswers(t *testing.T, addr string, open int, writes ...string) (statuses []int, bodies []string, closed bool) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -112,14 +114,18 @@ func chunkExtAnswers(t *testing.T, addr string, writes ...string) (statuses []in
 		resp.Body.Close()
 		statuses = append(statuses, resp.StatusCode)
 		bodies = append(bodies, string(b))
+		if len(statuses) == open {
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		}
 	}
 }
 
 func TestChunkExtRefused(t *testing.T) {
+	t.Parallel()
 	up := startChunkExtUpstream(t)
 	g := StartGate(t, GateEnv(up.URL, StartRedis(t).URL()))
 	const head = "POST /chunkext-refused HTTP/1.1\r\nHost: chat\r\nTransfer-Encoding: chunked\r\n\r\n"
-	for _, tt := range []struct{ name, body string }{
+	cases := []struct{ name, body string }{
 		{"unterminated quoted-string", "5;a=\"x\r\nhello\r\n0\r\n\r\n"},
 		{"quoted-string over the line end", "5;a=\"\r\n\"\r\nhello\r\n0\r\n\r\n"},
 		{"quoted-pair escaping CR", "5;a=\"\\\r\n\"\r\nhello\r\n0\r\n\r\n"},
@@ -144,14 +150,19 @@ func TestChunkExtRefused(t *testing.T) {
 		{"trailer with space before the colon", "5\r\nhello\r\n0\r\nX-T : 1\r\n\r\n"},
 		{"trailer folded", "5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n"},
 		{"trailer with a NUL", "5\r\nhello\r\n0\r\nX-T: 1\x002\r\n\r\n"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			statuses, _, closed := chunkExtAnswers(t, g.Addr, head+tt.body+"GET /chunkext-behind HTTP/1.1\r\nHost: chat\r\n\r\n")
-			if len(statuses) != 1 || statuses[0] != 400 || !closed {
-				t.Errorf("answers %v, closed %v; want one 400 and the connection closed", statuses, closed)
-			}
-		})
 	}
+	// The cases run at once; the group returns when all have.
+	t.Run("cases", func(t *testing.T) {
+		for _, tt := range cases {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				statuses, _, closed := chunkExtAnswers(t, g.Addr, 0, head+tt.body+"GET /chunkext-behind HTTP/1.1\r\nHost: chat\r\n\r\n")
+				if len(statuses) != 1 || statuses[0] != 400 || !closed {
+					t.Errorf("answers %v, closed %v; want one 400 and the connection closed", statuses, closed)
+				}
+			})
+		}
+	})
 	time.Sleep(200 * time.Millisecond)
 	if raw := up.received(); strings.Contains(raw, "chunkext-") {
 		t.Errorf("the upstream received a refused request:\n%q", raw)
@@ -161,9 +172,10 @@ func TestChunkExtRefused(t *testing.T) {
 // A bad chunk that arrives after the first chunk went upstream: the
 // request is still refused, and the upstream never gets its end.
 func TestChunkExtRefusedMidBody(t *testing.T) {
+	t.Parallel()
 	up := startChunkExtUpstream(t)
 	g := StartGate(t, GateEnv(up.URL, StartRedis(t).URL()))
-	statuses, _, closed := chunkExtAnswers(t, g.Addr,
+	statuses, _, closed := chunkExtAnswers(t, g.Addr, 0,
 		"POST /chunkext-mid HTTP/1.1\r\nHost: chat\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
 		"1;a=\"x\r\nx\r\n0\r\n\r\n")
 	if len(statuses) != 1 || statuses[0] != 400 || !closed {
@@ -178,16 +190,17 @@ func TestChunkExtRefusedMidBody(t *testing.T) {
 // Well-formed extensions and trailers pass, and a refused request behind
 // a good one on the same connection does not cost the good one its answer.
 func TestChunkExtAccepted(t *testing.T) {
+	t.Parallel()
 	up := startChunkExtUpstream(t)
 	g := StartGate(t, GateEnv(up.URL, StartRedis(t).URL()))
 	good := "POST /chunkext-good HTTP/1.1\r\nHost: chat\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"5;a=\"x;\\\"y\";b = c;d\r\nhello\r\n3 \r\n, x\r\n0;e=\"\xe9\"\r\nX-T: 1\r\nX-U:\r\n\r\n"
 	bad := "POST /chunkext-bad HTTP/1.1\r\nHost: chat\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"x\r\nhello\r\n0\r\n\r\n"
-	statuses, bodies, _ := chunkExtAnswers(t, g.Addr, good+good)
+	statuses, bodies, _ := chunkExtAnswers(t, g.Addr, 2, good+good)
 	if len(statuses) != 2 || statuses[0] != 200 || statuses[1] != 200 || bodies[0] != "hello, x" {
 		t.Fatalf("answers %v %q, want two 200 \"hello, x\"", statuses, bodies)
 	}
-	statuses, bodies, closed := chunkExtAnswers(t, g.Addr, good+bad)
+	statuses, bodies, closed := chunkExtAnswers(t, g.Addr, 0, good+bad)
 	if len(statuses) != 2 || statuses[0] != 200 || bodies[0] != "hello, x" || statuses[1] != 400 || !closed {
 		t.Errorf("answers %v %q, closed %v; want 200 then 400 and the connection closed", statuses, bodies, closed)
 	}
@@ -201,16 +214,17 @@ func TestChunkExtAccepted(t *testing.T) {
 // a malformed chunked one the connection is closed after that answer, so
 // nothing after it is read as a request, and nothing goes upstream.
 func TestChunkExtRouteClosesAfterAnswer(t *testing.T) {
+	t.Parallel()
 	up := startChunkExtUpstream(t)
 	g := StartGate(t, GateEnv(up.URL, StartRedis(t).URL()))
 	const head = "GET /api/v1/sessions/info HTTP/1.1\r\nHost: chat\r\nTransfer-Encoding: chunked\r\n\r\n"
 	const behind = "GET /chunkext-behind HTTP/1.1\r\nHost: chat\r\n\r\n"
-	statuses, _, closed := chunkExtAnswers(t, g.Addr, head+"5;a=\"x\r\nhello\r\n0\r\n\r\n"+behind)
+	statuses, _, closed := chunkExtAnswers(t, g.Addr, 0, head+"5;a=\"x\r\nhello\r\n0\r\n\r\n"+behind)
 	if len(statuses) != 1 || statuses[0] != 401 || !closed {
 		t.Errorf("answers %v, closed %v; want the route's 401 and the connection closed", statuses, closed)
 	}
 	// A well-formed body: the request behind it is served.
-	statuses, _, _ = chunkExtAnswers(t, g.Addr, head+"5\r\nhello\r\n0\r\n\r\n"+behind)
+	statuses, _, _ = chunkExtAnswers(t, g.Addr, 2, head+"5\r\nhello\r\n0\r\n\r\n"+behind)
 	if len(statuses) != 2 || statuses[0] != 401 || statuses[1] != 200 {
 		t.Errorf("answers %v, want 401 then 200", statuses)
 	}

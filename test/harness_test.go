@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "sessiongate")
+	// The real-client tests' npm packages install (once, on a fresh
+	// checkout) while the binary builds.
+	go nodeMissing()
 	build := exec.Command("go", "build", "-o", binary, ".")
 	build.Dir = ".."
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -70,6 +73,7 @@ func TestMain(m *testing.M) {
 		flag.Set("test.parallel", parallelDefault())
 	}
 	code := m.Run()
+	nodeMissing() // an install still running is not left half done
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
