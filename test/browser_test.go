@@ -1,8 +1,6 @@
 package test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -115,7 +113,7 @@ func TestBrowserClients(t *testing.T) {
 	routeSeed(t, r.Client(), user, token, map[string]string{session: doc})
 	// Both browsers start here and the test is parallel only then, as in
 	// TestRealClients: their half-minute runs do not wait for a free slot.
-	runs := map[string]*browserRun{}
+	runs := map[string]*nodeRun{}
 	for _, loop := range realClientPaths() {
 		env := GateEnv(up, r.URL())
 		env["SESSIONGATE_PROXY_EVENT_LOOP"] = loop
@@ -132,7 +130,7 @@ func TestBrowserClients(t *testing.T) {
 	t.Parallel()
 	for _, loop := range realClientPaths() {
 		t.Run("event_loop="+loop, func(t *testing.T) {
-			rep := runs[loop].report(t)
+			rep := browserResult(t, runs[loop])
 			t.Logf("%s, %.1f s", rep.Browser, rep.Seconds)
 			for _, transport := range []string{"websocket", "xhr-streaming", "eventsource", "iframe-eventsource",
 				"iframe-htmlfile", "xhr-polling", "iframe-xhr-polling", "jsonp-polling"} {
@@ -194,48 +192,21 @@ func TestBrowserClients(t *testing.T) {
 	}
 }
 
-// browserRun is test/clients/browser.js running.
-type browserRun struct {
-	stdout, stderr bytes.Buffer
-	err            error
-	done           chan struct{}
+// startBrowser starts test/clients/browser.js; browserResult waits for it.
+func startBrowser(t *testing.T, chromium, port, upstream, user, token, session, idle string) *nodeRun {
+	return startNode(t, 150*time.Second, "browser.js", chromium, port, upstream, user, token, session, idle)
 }
 
-// startBrowser starts test/clients/browser.js; report waits for it.
-func startBrowser(t *testing.T, chromium, port, upstream, user, token, session, idle string) *browserRun {
-	t.Helper()
-	b := &browserRun{done: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	t.Cleanup(func() {
-		cancel()
-		<-b.done
-	})
-	go func() {
-		defer close(b.done)
-		cmd := exec.CommandContext(ctx, "node", "browser.js", chromium, port, upstream, user, token, session, idle)
-		cmd.Dir = "clients"
-		cmd.Stdout, cmd.Stderr = &b.stdout, &b.stderr
-		b.err = cmd.Run()
-	}()
-	return b
-}
+func (r *browserReport) passed() (bool, string) { return r.OK, r.Error }
 
-// report waits for browser.js and returns its report; a run that did not
-// pass fails t with its own words.
-func (b *browserRun) report(t *testing.T) browserReport {
+// browserResult waits for browser.js and returns its report.
+func browserResult(t *testing.T, r *nodeRun) browserReport {
 	t.Helper()
-	<-b.done
-	lines := strings.Split(strings.TrimSpace(b.stdout.String()), "\n")
 	var rep browserReport
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
-		t.Fatalf("browser.js: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", err, b.err, b.stdout.String(), b.stderr.String())
-	}
-	if !rep.OK || b.err != nil {
-		t.Fatalf("browser.js failed (exit %v): %s\nstderr:\n%s", b.err, rep.Error, b.stderr.String())
-	}
+	r.wait(t, &rep)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("browser.js stderr:\n%s", b.stderr.String())
+			t.Logf("browser.js stderr:\n%s", r.stderr.String())
 		}
 	})
 	return rep

@@ -140,26 +140,26 @@ type clientReport struct {
 	Seconds    float64 `json:"seconds"`
 }
 
-// clientRun is client.js running with args.
-type clientRun struct {
+// nodeRun is one of test/clients's scripts running under node.
+type nodeRun struct {
 	args           []string
 	stdout, stderr bytes.Buffer
 	err            error
 	done           chan struct{}
 }
 
-// startClient starts client.js with args; report waits for it. It is
-// stopped at t's cleanup if still running.
-func startClient(t *testing.T, args ...string) *clientRun {
-	r := &clientRun{args: args, done: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// startNode starts node with args in test/clients, for at most timeout;
+// it is stopped at t's cleanup if still running.
+func startNode(t *testing.T, timeout time.Duration, args ...string) *nodeRun {
+	r := &nodeRun{args: args, done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(func() {
 		cancel()
 		<-r.done
 	})
 	go func() {
 		defer close(r.done)
-		cmd := exec.CommandContext(ctx, "node", append([]string{"client.js"}, args...)...)
+		cmd := exec.CommandContext(ctx, "node", args...)
 		cmd.Dir = "clients"
 		cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 		r.err = cmd.Run()
@@ -167,29 +167,36 @@ func startClient(t *testing.T, args ...string) *clientRun {
 	return r
 }
 
-// report waits for the client and returns its report; a client that did
-// not pass fails t with its own words.
-func (c *clientRun) report(t *testing.T) clientReport {
+// wait waits for the script and decodes its report, the last line it
+// printed and which it returns, into rep; a script that did not pass
+// (rep's ok) fails t with its own words (rep's error).
+func (r *nodeRun) wait(t *testing.T, rep interface{ passed() (bool, string) }) string {
 	t.Helper()
-	<-c.done
-	args, runErr := c.args, c.err
-	lines := strings.Split(strings.TrimSpace(c.stdout.String()), "\n")
-	var r clientReport
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		t.Fatalf("client %v: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", args, err, runErr, c.stdout.String(), c.stderr.String())
+	<-r.done
+	lines := strings.Split(strings.TrimSpace(r.stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), rep); err != nil {
+		t.Fatalf("%v: no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", r.args, err, r.err, r.stdout.String(), r.stderr.String())
 	}
-	if !r.OK || runErr != nil {
-		t.Fatalf("client %v failed (exit %v): %s\nstderr:\n%s", args, runErr, r.Error, c.stderr.String())
+	if ok, why := rep.passed(); !ok || r.err != nil {
+		t.Fatalf("%v failed (exit %v): %s\nstderr:\n%s", r.args, r.err, why, r.stderr.String())
 	}
-	t.Logf("client %v: %s\n%s", args[0], lines[len(lines)-1], c.stderr.String())
-	return r
+	return lines[len(lines)-1]
 }
 
-// runClient runs client.js with args and returns its report; a client
-// that did not pass fails t with its own words.
-func runClient(t *testing.T, args ...string) clientReport {
+func (r *clientReport) passed() (bool, string) { return r.OK, r.Error }
+
+// startClient starts client.js with args; clientResult waits for it.
+func startClient(t *testing.T, args ...string) *nodeRun {
+	return startNode(t, 2*time.Minute, append([]string{"client.js"}, args...)...)
+}
+
+// clientResult waits for a client and returns its report.
+func clientResult(t *testing.T, r *nodeRun) clientReport {
 	t.Helper()
-	return startClient(t, args...).report(t)
+	var rep clientReport
+	line := r.wait(t, &rep)
+	t.Logf("client %v: %s\n%s", r.args[1], line, r.stderr.String())
+	return rep
 }
 
 // realClientPaths are the request paths to test: the one
@@ -217,7 +224,7 @@ func TestRealClients(t *testing.T) {
 	// the suite before starting their half-minute conversations.
 	type client struct {
 		name  string
-		run   *clientRun
+		run   *nodeRun
 		check func(t *testing.T, rep clientReport)
 	}
 	clients := map[string][]client{}
@@ -266,7 +273,7 @@ func TestRealClients(t *testing.T) {
 		t.Run("event_loop="+loop, func(t *testing.T) {
 			for _, c := range clients[loop] {
 				t.Run(c.name, func(t *testing.T) {
-					c.check(t, c.run.report(t))
+					c.check(t, clientResult(t, c.run))
 				})
 			}
 		})
