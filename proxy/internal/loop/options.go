@@ -124,6 +124,7 @@ type Metrics interface {
 // is not on a loop (route lookups waiting for Redis, the fasthttp path,
 // the collector); and with fewer loops a light load wakes fewer of them: in
 // the rcmix case on 2 cores one loop took 1.01–1.10× nginx's CPU where two
-// took 1.25–1.33×, at the same forwarded-GET rate under full load
-// (docs/performance.md).
+// took 1.25–1.33×. Measured again later, the mix cost about the same with
+// either, and two loops came closer to nginx's forwarded-GET rate under
+// full load (0.97–0.99× against 0.80–0.93×; docs/performance.md).
 func DefaultLoops() int { return max(1, runtime.GOMAXPROCS(0)-1) }
