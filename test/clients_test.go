@@ -167,10 +167,13 @@ func startNode(t *testing.T, timeout time.Duration, args ...string) *nodeRun {
 	return r
 }
 
+// nodeReport is a script's report: whether it passed, and if not, why.
+type nodeReport interface{ passed() (ok bool, why string) }
+
 // wait waits for the script and decodes its report, the last line it
 // printed and which it returns, into rep; a script that did not pass
-// (rep's ok) fails t with its own words (rep's error).
-func (r *nodeRun) wait(t *testing.T, rep interface{ passed() (bool, string) }) string {
+// fails t with its own words.
+func (r *nodeRun) wait(t *testing.T, rep nodeReport) string {
 	t.Helper()
 	<-r.done
 	lines := strings.Split(strings.TrimSpace(r.stdout.String()), "\n")
