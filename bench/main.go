@@ -635,6 +635,10 @@ func (h *harness) describe() {
 		fmt.Sprintf("tools: %s; %s; %s; %s", goVersion(), firstLine("nginx", "-v"), firstLine("wrk", "-v"), firstLine("redis-server", "--version")),
 		"sessiongate: " + h.treeState(),
 	}
+	if len(h.o.gateEnv) > 0 {
+		// Runs that differ only in settings must be told apart afterwards.
+		m[len(m)-1] += "; with " + strings.Join(h.o.gateEnv, " ")
+	}
 	if d := h.firstDrafts(); len(d) > 0 {
 		m = append(m, "first drafts in the tree at run time: "+strings.Join(d, ", "))
 	}
