@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is sessiongate's side-by-side load harness. One
 // command, run from the repository root:
 //

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -105,7 +104,7 @@ func BenchmarkForward(b *testing.B) {
 				b.ReportAllocs()
 				b.SetParallelism(32) // 64 connections on 2 CPUs, like the load harness
 				b.SetBytes(int64(len(rq.body) + len(fwdBenchBody)))
-				cpu0 := fwdCPUTime()
+				cpu0, cpuOK := processCPU()
 				b.RunParallel(func(pb *testing.PB) {
 					req := fasthttp.AcquireRequest()
 					resp := fasthttp.AcquireResponse()
@@ -129,15 +128,10 @@ func BenchmarkForward(b *testing.B) {
 				})
 				// CPU time (user+system, whole process) per request: on a
 				// shared 2-core machine it varies far less than ns/op.
-				b.ReportMetric(float64(fwdCPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				if cpu1, _ := processCPU(); cpuOK {
+					b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+				}
 			})
 		}
 	}
-}
-
-// fwdCPUTime is the process's user plus system CPU time in nanoseconds.
-func fwdCPUTime() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -332,9 +331,9 @@ func conformOutage(t *testing.T, newStore storeMaker) {
 			t.Errorf("%s: took %v with a 200ms deadline", what, elapsed)
 		}
 	}
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
+	freeze(t, srv.cmd.Process)
 	fails(t, "frozen")
-	srv.cmd.Process.Signal(syscall.SIGCONT)
+	thaw(srv.cmd.Process)
 	conformEventually(t, "after thawing", s, hash)
 
 	srv.restart(t) // data lost: the lookup's answer is "invalid token"
@@ -362,7 +361,7 @@ func conformEventually(t *testing.T, what string, s *redisstore.Store, hash []by
 // empty.
 func (s *storeTestServer) restart(t *testing.T) {
 	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGCONT)
+	thaw(s.cmd.Process)
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
 	_, port, _ := strings.Cut(s.addr, ":")

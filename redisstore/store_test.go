@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +44,7 @@ func startStoreTestServer(t testing.TB) *storeTestServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGCONT)
+		thaw(s.cmd.Process)
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
 	})
@@ -171,9 +170,9 @@ func TestStoreFailuresAreNotAnswers(t *testing.T) {
 		}
 	}
 
-	srv.cmd.Process.Signal(syscall.SIGSTOP)
+	freeze(t, srv.cmd.Process)
 	check(t, "frozen")
-	srv.cmd.Process.Signal(syscall.SIGCONT)
+	thaw(srv.cmd.Process)
 	srv.cmd.Process.Kill()
 	srv.cmd.Wait()
 	check(t, "stopped")

@@ -243,11 +243,13 @@ func (r *Redis) Pause() {
 	if r.mini != nil {
 		r.t.Skip("pausing needs a real redis-server")
 	}
-	r.cmd.Process.Signal(syscall.SIGSTOP)
+	if !pauseProcess(r.cmd.Process) {
+		r.t.Skip("pausing a process needs SIGSTOP (Unix only)")
+	}
 }
 
 // Resume undoes Pause.
-func (r *Redis) Resume() { r.cmd.Process.Signal(syscall.SIGCONT) }
+func (r *Redis) Resume() { resumeProcess(r.cmd.Process) }
 
 // Client returns a go-redis client for seeding and inspection, closed at
 // cleanup.

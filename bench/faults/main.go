@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command faults is sessiongate's fault-injection runner. It
 // builds the binary, starts its own redis-server (or a master, a replica and
 // a Sentinel), a stand-in Rocket.Chat it can stop, wedge or make cut its

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package proc runs the child processes of the load harness (go run ./bench)
 // and the fault runner (go run ./bench/faults): Redis, nginx, sessiongate and
 // stand-ins, each in a clean environment and its own process group, with its
